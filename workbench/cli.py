@@ -4,6 +4,9 @@
     workbench runs
     workbench resume RUN
     workbench eval RUN --levels train|test --episodes N
+    workbench rollout RUN [--checkpoint STEP] --episodes N --levels train|test [--level-seeds 1,2,3]
+    workbench rollout --random coinrun --level-seeds 1,2,3      # no run needed
+    workbench rollouts [--run RUN]
 
 The dashboard is served by `workbench-dashboard` (see widgets/app.py); this module stays headless.
 """
@@ -61,7 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override any config field, e.g. --set learning_rate=2.5e-4 (JSON values)")
     tr.add_argument("--tensorboard", action="store_true",
                     help="also write TensorBoard event files under <store>/tensorboard/<run id>")
+    tr.add_argument("--record-every", type=int, default=0, metavar="K",
+                    help="record one whole episode (with the 512x512 render) every K iterations (0 = off)")
     tr.add_argument("--no-progress", action="store_true")
+
+    ro = sub.add_parser("rollout", help="record whole episodes of a run's checkpoint (or of a random policy)")
+    ro.add_argument("run", nargs="?", help="run id (omit with --random ENV)")
+    ro.add_argument("--random", metavar="ENV", help="record a uniformly random policy on ENV (no run needed)")
+    ro.add_argument("--checkpoint", type=int, default=None, help="env step of the checkpoint (default: latest)")
+    ro.add_argument("--episodes", type=_positive_int, default=1)
+    ro.add_argument("--levels", default="train", choices=("train", "test"),
+                    help="the run's training levels or the whole distribution (ignored with --level-seeds)")
+    ro.add_argument("--level-seeds", default=None, metavar="S1,S2,...", help="play exactly these levels")
+    ro.add_argument("--distribution-mode", default="easy", choices=("easy", "hard"), help="with --random")
+    ro.add_argument("--no-hires", action="store_true", help="skip the 512x512 render (64x64 frames only)")
+    ro.add_argument("--max-steps", type=_positive_int, default=None, help="cut episodes at this many steps")
+    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--device", default="cpu")
+    rl = sub.add_parser("rollouts", help="list recorded episodes")
+    rl.add_argument("--run", default=None)
+    rl.add_argument("--level-seed", type=int, default=None)
 
     sub.add_parser("runs", help="list runs with their status and latest metrics")
 
@@ -111,7 +133,8 @@ def cmd_train(args, store) -> str:
     from workbench.env_registry import validate_env_name
 
     fields = dict(env=args.env, start_level=args.start_level, seed=args.seed, width=args.width,
-                  device=args.device, bf16=args.bf16, name=args.name, tensorboard=args.tensorboard)
+                  device=args.device, bf16=args.bf16, name=args.name, tensorboard=args.tensorboard,
+                  record_every=args.record_every)
     for key, value in (("num_levels", args.num_levels), ("num_envs", args.num_envs),
                        ("total_timesteps", args.timesteps)):
         if value is not None:
@@ -161,6 +184,45 @@ def cmd_eval(args, store) -> None:
           f"normalized {s['normalized_return']:.3f}")
 
 
+def _level_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--level-seeds expects comma-separated integers such as 1,2,3, got {text!r}") from None
+
+
+def cmd_rollout(args, store) -> None:
+    from workbench.rollouts import record_random, record_run
+
+    if (args.run is None) == (args.random is None):
+        raise ValueError("give either a run id or --random ENV (and not both)")
+    common = dict(episodes=args.episodes, level_seeds=_level_seeds(args.level_seeds), hires=not args.no_hires,
+                  seed=args.seed, store_root=store.root, max_steps=args.max_steps)
+    if args.random is not None:
+        ids = record_random(args.random, distribution_mode=args.distribution_mode,
+                            num_levels=0, **common)
+    else:
+        ids = record_run(args.run, checkpoint_step=args.checkpoint, levels=args.levels, device=args.device, **common)
+    for episode_id in ids:
+        print(episode_id)
+
+
+def cmd_rollouts(args, store) -> None:
+    from workbench.rollouts import RolloutStore
+
+    infos = RolloutStore(store.root).list(run_id=args.run, level_seed=args.level_seed)
+    if not infos:
+        print("no recorded episodes yet: record some with `workbench rollout RUN` or `workbench rollout --random ENV`")
+        return
+    print(f"{'episode':44} {'env':10} {'seed':>10} {'steps':>6} {'return':>8}  {'run @ checkpoint'}")
+    for i in infos:
+        source = "random policy" if i.run_id is None else f"{i.run_id} @ {i.checkpoint_step:,}"
+        seed = "-" if i.level_seed is None else i.level_seed
+        print(f"{i.id:44} {i.env:10} {seed:>10} {i.length:>6} {i.ret:>8.2f}  {source}")
+
+
 def cmd_benchmark(args, store) -> None:
     from workbench.grid import run_grid, write_tables
 
@@ -190,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_eval(args, store)
         elif args.command == "benchmark":
             cmd_benchmark(args, store)
+        elif args.command == "rollout":
+            cmd_rollout(args, store)
+        elif args.command == "rollouts":
+            cmd_rollouts(args, store)
     except (ValueError, UnknownRunError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

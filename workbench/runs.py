@@ -6,13 +6,15 @@ Everything lives under one root directory: the ``root`` argument, else ``$WORKBE
 else ``./runs`` (made absolute when the store is opened, so a later ``chdir`` does not move it).
 
 * ``<root>/workbench.sqlite`` -- an embedded SQLite database (plus its ``-wal`` / ``-shm`` files)
-  with three tables:
+  with four tables:
 
   - ``runs``: one row per run (id, name, algo, env, status, config as JSON, timestamps, pid).
   - ``metrics``: one row per (step, metric name) -- ``id`` is an ever-growing integer
     (AUTOINCREMENT, so ids are never reused, even after :meth:`RunStore.truncate_metrics`), which
     lets a dashboard poll with ``read_metrics(run_id, after_id=last_seen_id)`` and get only new rows.
   - ``checkpoints``: one row per checkpoint file kept on disk (run, step, path relative to root).
+  - ``rollouts``: one row per recorded episode (see :mod:`workbench.rollouts`), whose files live
+    under ``<root>/rollouts/<episode_id>/``.
 
   The schema version is ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`); tables are created when
   missing, and a database written by a newer workbench is refused rather than misread.
@@ -67,7 +69,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 RUN_STATUSES = ("created", "running", "finished", "failed", "stopped")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the rollouts index (workbench.rollouts)
 DB_FILENAME = "workbench.sqlite"
 DEFAULT_KEEP_CHECKPOINTS = 3
 BUSY_TIMEOUT_S = 30.0
@@ -102,6 +104,23 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created_at  REAL NOT NULL,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS rollouts (              -- recorded episodes (workbench.rollouts)
+    id               TEXT PRIMARY KEY,
+    run_id           TEXT,                         -- NULL for a random policy. No foreign key: a recording outlives its run
+    checkpoint_step  INTEGER,
+    env              TEXT NOT NULL,
+    level_seed       INTEGER,
+    levels           TEXT NOT NULL,
+    distribution_mode TEXT NOT NULL,
+    policy           TEXT NOT NULL,
+    ret              REAL NOT NULL,
+    length           INTEGER NOT NULL,
+    has_hires        INTEGER NOT NULL,
+    path             TEXT NOT NULL,                -- directory relative to the store root
+    created_at       REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rollouts_run ON rollouts(run_id, checkpoint_step);
+CREATE INDEX IF NOT EXISTS rollouts_seed ON rollouts(env, level_seed);
 """
 
 # env_steps of a run = the highest metric step logged for it (0 before any metric).

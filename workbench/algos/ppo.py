@@ -85,6 +85,8 @@ class PPOConfig:
     seed: int = 0
     checkpoint_every: int = 10      # iterations between checkpoints (and always at the end or on stop)
     tensorboard: bool = False       # also write TensorBoard event files under <store>/tensorboard/<run_id>
+    record_every: int = 0           # record one whole episode (workbench.rollouts) every this many iterations; 0 = off
+    record_hires: bool = True       # ...with the game's 512x512 render
     name: str | None = None
 
     @classmethod
@@ -286,9 +288,10 @@ def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutB
 
 
 def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | None = None,
-          progress: bool = True) -> str:
+          progress: bool = True, extension=None) -> str:
     """Train PPO (or PPO-EWMA, by `proximal_policy`); returns the run id. With the id of an existing run,
-    continues from its last checkpoint."""
+    continues from its last checkpoint. `extension` (RL against a reward model, `rlhf.RewardModelHook`)
+    names the algorithm, may set initial weights and add checkpointed state, and replaces the env reward."""
     config.validate()
     algo = "ppo-ewma" if config.proximal_policy == "ewma" else "ppo"
     torch.manual_seed(config.seed)
@@ -303,11 +306,13 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
              "advantage_normalizer": advantage_normalizer, "shuffle": GeneratorState(shuffle)}
     if proximal.ewma is not None:
         state["proximal_ewma"] = proximal.ewma
+    if extension is not None:
+        algo = extension.setup(algo, core, state)
     session = TrainingSession(algo, config, store=store, run_id=run_id, progress=progress, state=state)
     session.restore(core.device)
 
     env = make_env(config, session.env_seed(config.seed))
-    roller = Roller(env, core, reward_normalizer)
+    roller = Roller(env, core, reward_normalizer, reward_fn=extension)
     # With staleness k, a ring of k + 1 buffers: each iteration collects into one and trains on the oldest,
     # collected k iterations ago. (After a resume the ring refills first: k iterations without updates.)
     buffers = [RolloutBuffer.allocate(config.num_steps, config.num_envs, env.observation_shape, core.device)
@@ -337,11 +342,17 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
 def end_iteration(session: TrainingSession, roller: Roller, config: PPOConfig, episodes, metrics: dict,
                   t_start: float, t_collected: float) -> None:
     """Adds episode statistics and timings to an iteration's metrics and hands them to the session."""
+    if roller.reward_fn is not None:
+        metrics.update(roller.reward_fn.end_iteration(session))
     t_end = time.perf_counter()
     metrics.update(episode_metrics(episodes, config), steps_per_second=config.batch_size / (t_end - t_start),
                    rollout_seconds=t_collected - t_start, update_seconds=t_end - t_collected)
     session.end_iteration(config.batch_size, metrics, postfix=dict(sps=f"{metrics['steps_per_second']:.0f}",
                                                                    ret=f"{roller.recent_mean_return():.2f}"))
+    if config.record_every and session.iteration % config.record_every == 0:
+        from workbench.rollouts import record_training_episode
+
+        record_training_episode(session, roller, config)
 
 
 def episode_metrics(episodes, config: PPOConfig) -> dict[str, float]:
