@@ -249,6 +249,26 @@ def test_evaluate_outputs_matches_direct_computation(questions, tmp_path):
     assert given.groups[cm.MULTI_ANSWER].baseline_constant == 0.5
 
 
+def test_report_series_and_reliability_per_group(questions):
+    records = _fake_outputs(questions)
+    records[0]["confidence"] = "dunno"
+    report = cm.evaluate_outputs(records)
+    series = report.series()
+    assert list(series) == list(report.groups)
+    for g, (conf, correct) in series.items():
+        res = report.groups[g]
+        assert conf.size == correct.size == res.n_scored
+        assert calibration.calibratedmath_mse(conf, correct) == pytest.approx(res.mse)
+        assert calibration.calibratedmath_mad(conf, correct) == pytest.approx(res.mad)
+        bins = report.reliability(g)
+        nz = bins.count > 0
+        # MAD is the unweighted mean gap over the non-empty quantile bins of this table
+        assert 100 * np.mean(np.abs(bins.accuracy[nz] - bins.mean_confidence[nz])) == pytest.approx(res.mad)
+    assert cm.ADD_SUBTRACT not in report.series(include_training=False)
+    with pytest.raises(ValueError, match="no scored records"):
+        report.reliability("nope")
+
+
 def test_evaluate_outputs_with_answer_logprobs(questions):
     sub = [q for q in questions if q.group != cm.ADD_SUBTRACT][:40]
     records = [{"id": q.id, "answer": q.example_answer if i % 3 else "0", "logprob": math.log(0.2 + 0.015 * i)}

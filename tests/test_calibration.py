@@ -276,6 +276,25 @@ def test_bad_options_and_multiclass_input():
         C.clopper_pearson(3, 2)
 
 
+def test_calibration_summary_row(data):
+    p, y = data
+    row = C.calibration_summary(p, y, n_bins=12, strategy="quantile")
+    assert tuple(row) == C.SUMMARY_METRICS
+    assert row["n"] == p.size and row["accuracy"] == pytest.approx(y.mean())
+    assert row["mean_confidence"] == pytest.approx(p.mean())
+    assert row["brier"] == pytest.approx(brier_score_loss(y, p))
+    assert row["log_loss"] == pytest.approx(sk_log_loss(y, p))
+    # ECE/MCE stay on equal-width bins whatever the strategy; adaptive ECE on equal-count bins
+    edges = np.linspace(0, 1, 13)
+    bins = hand_bins(p, y, edges)
+    assert row["ece"] == pytest.approx(sum(n * abs(my - mp) for n, mp, my in bins) / p.size)
+    assert row["mce"] == pytest.approx(max(abs(my - mp) for _, mp, my in bins))
+    assert row["adaptive_ece"] == pytest.approx(C.adaptive_ece(p, y, n_bins=12))
+    d = C.murphy_decomposition(p, y, n_bins=12, strategy="quantile")
+    assert (row["reliability"], row["resolution"], row["uncertainty"]) == (d.reliability, d.resolution,
+                                                                           d.uncertainty)
+
+
 def test_vectorized_speed_smoke():
     rng = np.random.default_rng(0)
     p = rng.random(1_000_000)
@@ -287,7 +306,8 @@ def test_vectorized_speed_smoke():
 
 
 def test_headless_modules_import_no_ui_library():
-    code = ("import sys, workbench.calibration, workbench.verifiers, workbench.tasks.calibrated_math; "
+    code = ("import sys, workbench.calibration, workbench.verifiers, workbench.tasks.calibrated_math, "
+            "workbench.predictions; "
             "print([m for m in ('panel', 'plotly', 'ipywidgets', 'bokeh') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

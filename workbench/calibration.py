@@ -40,10 +40,29 @@ STRATEGIES = ("uniform", "quantile", "equal_count")
 CLOSED = ("right", "left")
 
 __all__ = [
-    "STRATEGIES", "CLOSED", "assign_bins", "ece", "adaptive_ece", "mce", "average_calibration_error",
-    "multiclass_ece", "bigbench_ece", "bigbench_brier", "brier_score", "multiclass_brier", "BrierDecomposition",
-    "murphy_decomposition", "log_loss", "calibratedmath_mse", "calibratedmath_mad", "ReliabilityBins",
-    "reliability_bins", "clopper_pearson", "softmax",
+    "CLOSED",
+    "STRATEGIES",
+    "SUMMARY_METRICS",
+    "BrierDecomposition",
+    "ReliabilityBins",
+    "adaptive_ece",
+    "assign_bins",
+    "average_calibration_error",
+    "bigbench_brier",
+    "bigbench_ece",
+    "brier_score",
+    "calibratedmath_mad",
+    "calibratedmath_mse",
+    "calibration_summary",
+    "clopper_pearson",
+    "ece",
+    "log_loss",
+    "mce",
+    "multiclass_brier",
+    "multiclass_ece",
+    "murphy_decomposition",
+    "reliability_bins",
+    "softmax",
 ]
 
 
@@ -187,7 +206,7 @@ def ece(probs, outcomes, *, n_bins: int = 15, strategy: str = "uniform", closed:
     "equal_count"; ``closed`` "right" (default) | "left". Empty bins contribute nothing.
     """
     p, y = _pair(probs, outcomes)
-    counts, sum_p, sum_y, _ = _binned(p, y, n_bins, strategy, closed)
+    _counts, sum_p, sum_y, _ = _binned(p, y, n_bins, strategy, closed)
     return float(np.abs(sum_y - sum_p).sum() / p.size)
 
 
@@ -342,7 +361,7 @@ def bigbench_ece(probs, targets, *, n_bins: int = 15, edges: str = "n_bins", ato
     if n_bins < 2:
         raise ValueError("edges='linspace_points' needs n_bins >= 2 (n_bins points make n_bins - 1 buckets)")
     ids = np.digitize(conf, np.linspace(0.0, 1.0, num=n_bins), right=True)
-    counts, sum_p, sum_y = _bin_sums(conf, correct, ids, n_bins + 1)
+    _counts, sum_p, sum_y = _bin_sums(conf, correct, ids, n_bins + 1)
     return float(np.abs(sum_y - sum_p).sum() / conf.size)
 
 
@@ -682,3 +701,33 @@ def reliability_bins(probs, outcomes, *, n_bins: int = 10, strategy: str = "unif
                            cp_low=cp_low, cp_high=cp_high, boot_low=boot_low, boot_high=boot_high,
                            n_bins=int(n_bins), strategy=strategy, closed=closed, alpha=float(alpha),
                            n_bootstrap=int(n_bootstrap), seed=seed)
+
+
+# ------------------------------------------------------------------------------------------------ summary
+
+#: The keys of :func:`calibration_summary`, in table order.
+SUMMARY_METRICS = ("n", "accuracy", "mean_confidence", "ece", "adaptive_ece", "mce", "brier", "log_loss",
+                   "reliability", "resolution", "uncertainty")
+
+
+def calibration_summary(probs, outcomes, *, n_bins: int = 15, strategy: str = "uniform",
+                        closed: str = "right") -> dict[str, float]:
+    """Every binary calibration metric of one set of predictions, with fixed conventions (a table row).
+
+    * ``n``, ``accuracy`` (fraction of outcomes = 1), ``mean_confidence``;
+    * ``ece`` and ``mce``: ``n_bins`` EQUAL-WIDTH bins (their usual definition, Guo et al. 2017), whatever
+      ``strategy`` is; ``adaptive_ece``: ``n_bins`` equal-count bins (Nixon et al. 2019);
+    * ``brier`` (mean (p - y)^2) and ``log_loss`` (natural log, eps clipping as :func:`log_loss`): no bins;
+    * ``reliability``, ``resolution``, ``uncertainty``: the Murphy decomposition on ``n_bins`` bins of the
+      given ``strategy`` (the reliability diagram's bins), ``closed`` as everywhere.
+
+    Empty bins contribute nothing (skipped by MCE).
+    """
+    p, y = _pair(probs, outcomes)
+    d = murphy_decomposition(p, y, n_bins=n_bins, strategy=strategy, closed=closed)
+    return {"n": int(p.size), "accuracy": float(y.mean()), "mean_confidence": float(p.mean()),
+            "ece": ece(p, y, n_bins=n_bins, strategy="uniform", closed=closed),
+            "adaptive_ece": adaptive_ece(p, y, n_bins=n_bins, strategy="equal_count", closed=closed),
+            "mce": mce(p, y, n_bins=n_bins, strategy="uniform", closed=closed),
+            "brier": d.brier, "log_loss": log_loss(p, y),
+            "reliability": d.reliability, "resolution": d.resolution, "uncertainty": d.uncertainty}

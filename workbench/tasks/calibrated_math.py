@@ -39,10 +39,10 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -541,6 +541,30 @@ class CalibratedMathReport:
     def table(self) -> list[dict]:
         return [asdict(g) for g in self.groups.values()]
 
+    def series(self, *, include_training: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Group -> (confidence, correct) over its SCORED records (those with a usable confidence), in record
+        order: the input of a reliability diagram (``widgets.reliability_diagram.ReliabilityDiagram(series=...)``)
+        or of ``PredictionStore.save``. ``include_training=False`` keeps only the evaluation groups."""
+        out = {}
+        for g in self.groups:
+            if not include_training and g == TRAINING_GROUP:
+                continue
+            rs = [r for r in self.records if r["group"] == g and r["confidence"] is not None]
+            if rs:
+                out[g] = (np.array([r["confidence"] for r in rs], dtype=np.float64),
+                          np.array([r["correct"] for r in rs], dtype=np.int8))
+        return out
+
+    def reliability(self, group: str, *, n_bins: int = 20, strategy: str = "quantile", closed: str = "right",
+                    alpha: float = 0.05) -> calibration.ReliabilityBins:
+        """The reliability-diagram table of one group, by default on the bins of its MAD (20 quantile bins)."""
+        series = self.series()
+        if group not in series:
+            raise ValueError(f"no scored records in group {group!r}; groups with scores: {sorted(series)}")
+        conf, correct = series[group]
+        return calibration.reliability_bins(conf, correct, n_bins=n_bins, strategy=strategy, closed=closed,
+                                            alpha=alpha, n_bootstrap=0)
+
 
 def _load(outputs) -> list[dict]:
     if isinstance(outputs, (str, Path)):
@@ -555,13 +579,13 @@ def _load(outputs) -> list[dict]:
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
                 if not isinstance(rec, dict):
-                    raise ValueError(f"{path}:{lineno}: each line must be a JSON object")
+                    raise ValueError(f"{path}:{lineno}: each line must be a JSON object")  # noqa: TRY004 (bad file content)
                 records.append(rec)
         return records
     records = list(outputs)
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
-            raise ValueError(f"record {i} is a {type(rec).__name__}; each record must be a dict")
+            raise ValueError(f"record {i} is a {type(rec).__name__}; each record must be a dict")  # noqa: TRY004
     return [dict(r) for r in records]
 
 
