@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from workbench.best_of_n import (
-    best_of_n_curve, best_of_n_estimates, best_of_n_weights, fit_functional_form, kl_best_of_n,
-    kl_best_of_n_discrete, r_bon, r_rl,
+    best_of_n_curve,
+    best_of_n_estimates,
+    best_of_n_weights,
+    fit_functional_form,
+    kl_best_of_n,
+    kl_best_of_n_discrete,
+    r_bon,
+    r_rl,
 )
 
 

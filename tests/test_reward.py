@@ -11,9 +11,22 @@ import pytest
 import torch
 
 from workbench.reward import (
-    ClipBank, ClipRewardModel, HashedBagOfWords, RewardConfig, bradley_terry_loss,
-    build_ensemble, comparisons_to_data, fit_ensemble, grouped_mean, labeler_agreement, load_reward_model,
-    pair_losses, preference_probability, save_reward_model, split_heldout, train_reward_model,
+    ClipBank,
+    ClipRewardModel,
+    HashedBagOfWords,
+    RewardConfig,
+    bradley_terry_loss,
+    build_ensemble,
+    comparisons_to_data,
+    fit_ensemble,
+    grouped_mean,
+    labeler_agreement,
+    load_reward_model,
+    pair_losses,
+    preference_probability,
+    save_reward_model,
+    split_heldout,
+    train_reward_model,
 )
 
 

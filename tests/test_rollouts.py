@@ -1,7 +1,6 @@
 """Recorded episodes: exact round trip through the store, the index and its filters, recording from a run
 and during training, high-resolution frames, the CLI."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.rollouts import (ACTION_NAMES, Episode, RolloutStore, UnknownEpisodeError, record_episodes,
-                                record_random, record_run)
+from workbench.rollouts import (
+    ACTION_NAMES,
+    Episode,
+    RolloutStore,
+    UnknownEpisodeError,
+    record_episodes,
+    record_random,
+    record_run,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -95,6 +95,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.runs import BUSY_TIMEOUT_S, default_root
+from workbench.storage import atomic_write
 
 CAMPAIGN_KINDS = ("clip_pair", "text_pair", "ranking")
 CHOICES = ("left", "right", "equal", "cant_tell", "skip")  # as the labeler saw them
@@ -1132,7 +1133,7 @@ class LabelStore:
         """Write the campaign's labels as JSON Lines (atomically: temp file + fsync + rename); returns rows."""
         rows = self.export_rows(campaign)
         data = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
-        _atomic_write(Path(path), lambda f: f.write(data))
+        atomic_write(Path(path), lambda f: f.write(data))
         return len(rows)
 
     def export_parquet(self, campaign: str, path: str | os.PathLike) -> int:
@@ -1164,7 +1165,7 @@ class LabelStore:
                      campaign_config=json.dumps(r["campaign_config"], ensure_ascii=False, sort_keys=True))
                 for r in rows]
         table = pa.Table.from_pylist(flat, schema=schema)
-        _atomic_write(Path(path), lambda f: pq.write_table(table, f))
+        atomic_write(Path(path), lambda f: pq.write_table(table, f))
         return len(rows)
 
     def import_jsonl(self, path: str | os.PathLike, campaign: str | None = None) -> int:
@@ -1343,26 +1344,6 @@ class _PreferredOnly:  # enough of a Label for Label.chosen_rejected
     payload: dict
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write a file atomically: temp file in the same folder, fsync, rename, fsync the folder."""
-    import tempfile
-
-    from workbench.runs import _fsync_dir
-
-    path = path.expanduser().absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def read_items_jsonl(path: str | os.PathLike, kind: str) -> list[dict]:

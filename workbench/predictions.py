@@ -40,7 +40,6 @@ import os
 import re
 import secrets
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.runs import default_root
+from workbench.storage import atomic_write
 
 __all__ = [
     "SOURCES",
@@ -170,19 +170,6 @@ def _meta_json(meta) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_.]+", "-", text.lower()).strip("-.")[:40] or "set"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------ JSONL parsing
@@ -322,18 +309,8 @@ class PredictionStore:
         meta_json = _meta_json(meta)
         set_id = f"{_slug(name)}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         final = self.directory / f"{set_id}.npz"
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{set_id}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, confidence=c, outcome=o, meta_json=np.array(meta_json))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_name, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(self.directory)
+        atomic_write(final, lambda f: np.savez_compressed(f, confidence=c, outcome=o,
+                                                           meta_json=np.array(meta_json)))
         try:
             with self._write() as conn:
                 conn.execute(f"INSERT INTO prediction_sets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -78,7 +78,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.policy import IMPALA_DEPTHS, ConvSequence, resolve_device
-from workbench.runs import _fsync_dir
+from workbench.storage import fsync_dir as _fsync_dir
 
 EQUAL_MODES = ("soft", "drop")
 MODEL_KINDS = ("auto", "clip", "text")

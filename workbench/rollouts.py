@@ -54,7 +54,8 @@ import torch
 
 from workbench.envs import NUM_ACTIONS
 from workbench.policy import PolicyCore
-from workbench.runs import RunStore, _fsync_dir
+from workbench.runs import RunStore
+from workbench.storage import fsync_dir as _fsync_dir
 
 # Procgen's 15 actions as button combinations, in action-index order (procgen's get_combos(); a test
 # checks this against procgen itself). "NOOP" is the empty combination.

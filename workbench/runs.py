@@ -68,6 +68,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from workbench.storage import fsync_dir as _fsync_dir  # noqa: F401  (re-exported for older imports)
+
 RUN_STATUSES = ("created", "running", "finished", "failed", "stopped")
 SCHEMA_VERSION = 2  # 2: the rollouts index (workbench.rollouts)
 DB_FILENAME = "workbench.sqlite"
@@ -176,20 +178,6 @@ def _check_int(label: str, value: Any, *, minimum: int | None = 0) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{label} must be {kind}, got {value}")
     return value
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def process_alive(pid: int | None) -> bool:
