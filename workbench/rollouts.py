@@ -198,7 +198,7 @@ class HiresFrames:
         self.path = Path(path)
         self._length = int(length)
         self._fps = fps
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict = OrderedDict()  # step -> RGB array, or a decoded av.VideoFrame
         self._cache_frames = cache_frames
         self._container = None
         self._decoder = None  # a running frame iterator, positioned after self._next_t - 1
@@ -218,7 +218,7 @@ class HiresFrames:
     def _index(self, frame) -> int:
         return int(round(float(frame.pts * self._stream.time_base) * self._fps))
 
-    def _remember(self, t: int, image: np.ndarray) -> None:
+    def _remember(self, t: int, image) -> None:
         self._cache[t] = image
         self._cache.move_to_end(t)
         while len(self._cache) > self._cache_frames:
@@ -232,8 +232,7 @@ class HiresFrames:
         if not 0 <= t < self._length:
             raise IndexError(f"frame {t} out of range for an episode of {self._length} steps")
         if t in self._cache:
-            self._cache.move_to_end(t)
-            return self._cache[t]
+            return self._rgb(t)
         container = self._open()
         if self._decoder is None or self._next_t is None or not (self._next_t <= t < self._next_t + HIRES_GOP):
             # Seek (to the keyframe at or before t) unless t is just ahead of where decoding stands.
@@ -243,14 +242,21 @@ class HiresFrames:
             self._next_t = None
         for decoded in self._decoder:
             index = self._index(decoded)
-            image = decoded.to_ndarray(format="rgb24")
-            self._remember(index, image)
+            # Keep the decoded picture; convert to RGB only when it is asked for (2 ms a frame).
+            self._remember(index, decoded)
             self._next_t = index + 1
             if index >= t:
                 break
         if t not in self._cache:
             raise RuntimeError(f"{self.path} ended before frame {t} (is the file truncated?)")
-        return self._cache[t]
+        return self._rgb(t)
+
+    def _rgb(self, t: int) -> np.ndarray:
+        image = self._cache[t]
+        if not isinstance(image, np.ndarray):
+            image = self._cache[t] = image.to_ndarray(format="rgb24")
+        self._cache.move_to_end(t)
+        return image
 
     def close(self) -> None:
         if self._container is not None:
