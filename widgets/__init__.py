@@ -10,13 +10,29 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from widgets.app import build_app
+    from widgets.calibration_tab import CalibrationTab
+    from widgets.comparison import ComparisonWidget
+    from widgets.labeling import LabelingTab
+    from widgets.reliability_diagram import ReliabilityDiagram
+    from widgets.rollout_viewer import RolloutComparison, RolloutViewer
+    from widgets.rollouts_tab import RolloutsTab
     from widgets.runs_table import RunsTable
     from widgets.training_monitor import TrainingMonitor
 
-__all__ = ["RunsTable", "TrainingMonitor", "build_app"]
-
-_LAZY = {"RunsTable": "widgets.runs_table", "build_app": "widgets.app",
-         "TrainingMonitor": "widgets.training_monitor"}
+# name -> module; each is imported on first use.
+_LAZY = {
+    "build_app": "widgets.app",
+    "RunsTable": "widgets.runs_table",
+    "TrainingMonitor": "widgets.training_monitor",
+    "RolloutViewer": "widgets.rollout_viewer",
+    "RolloutComparison": "widgets.rollout_viewer",
+    "RolloutsTab": "widgets.rollouts_tab",
+    "ComparisonWidget": "widgets.comparison",
+    "LabelingTab": "widgets.labeling",
+    "ReliabilityDiagram": "widgets.reliability_diagram",
+    "CalibrationTab": "widgets.calibration_tab",
+}
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):

@@ -9,6 +9,9 @@ unless logins are required (``--basic-auth`` or ``--oauth-provider``): the dashb
 run's config and, as later tabs arrive, controls runs, so it must not be open to a network.
 For a remote machine, an SSH tunnel to the default address needs no login at all:
 ``ssh -L 5006:127.0.0.1:5006 host``.
+
+Roles: with logins and ``--admins alice,bob``, the admins see every tab and every other logged-in user is a
+labeler who sees only the labeling view (docs/labeling.md).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pathlib import Path
 
 import panel as pn
 
+from widgets.calibration_tab import CalibrationTab
+from widgets.labeling import LabelingTab
+from widgets.rollouts_tab import RolloutsTab
 from widgets.runs_table import RunsTable
 from widgets.training_monitor import TrainingMonitor
 from workbench.runs import RunStore, default_root
@@ -36,6 +42,9 @@ TITLE = "RL Workbench"
 TABS: list[tuple[str, Callable[..., object]]] = [
     ("Runs", RunsTable),
     ("Monitor", TrainingMonitor),
+    ("Calibration", CalibrationTab),
+    ("Labeling", LabelingTab),
+    ("Rollouts", RolloutsTab),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).
@@ -44,12 +53,27 @@ EXTENSIONS: list[str] = ["tabulator", "plotly"]
 LOOPBACK_NAMES = ("localhost",)
 
 
-def build_app(store_root: str | os.PathLike | None = None) -> pn.template.BootstrapTemplate:
+def build_app(store_root: str | os.PathLike | None = None, *, require_login: bool = False,
+              admins: frozenset[str] | None = None) -> pn.template.BootstrapTemplate:
     """The dashboard page: a title bar and the registered tabs, reading the store at ``store_root``
-    (None: $WORKBENCH_HOME, else ./runs). Build one per browser session."""
+    (None: $WORKBENCH_HOME, else ./runs). Build one per browser session.
+
+    Roles (served with logins, ``require_login=True``; see docs/labeling.md): a session without a logged-in
+    user gets no tabs at all; with ``admins`` given, a logged-in user not in it is a *labeler* and sees only
+    the labeling view (:class:`widgets.labeling.LabelingTab` with ``role="labeler"``: their own assignments
+    and progress, nobody else's labels); admins (every logged-in user when ``admins`` is None) see every tab.
+    """
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:
         pn.extension(*EXTENSIONS)  # served: load the tabs' JavaScript with the page
+    if require_login:
+        user = pn.state.user
+        if not user:  # Panel's login handler should have stopped this request; refuse anyway
+            return pn.template.BootstrapTemplate(title=TITLE, main=[pn.pane.HTML(
+                "Please log in.", css_classes=["wb-login-required"])])
+        if admins is not None and user not in admins:
+            view = LabelingTab(store_root=store_root, user=user, role="labeler", require_login=True)
+            return pn.template.BootstrapTemplate(title=f"{TITLE} · labeling", main=[view])
     tabs = pn.Tabs(
         *[(title, factory(store_root=store_root)) for title, factory in TABS],
         dynamic=True,  # a tab is rendered when first opened
@@ -96,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="require a login: a password (any user name), or a JSON file mapping user "
                              "names to passwords. Prefer the file: a password on the command line is "
                              "visible to other users in `ps`.")
+    parser.add_argument("--admins", default=None, metavar="USER,USER",
+                        help="with logins: the users who see every tab (campaigns, statistics, runs); every "
+                             "other logged-in user is a labeler and sees only the labeling view. Default: "
+                             "every logged-in user is an admin. With --basic-auth it needs a credentials file.")
     parser.add_argument("--oauth-provider", default=None,
                         help="require a login through an OAuth provider (e.g. github, google, azure)")
     parser.add_argument("--oauth-key", default=None, help="OAuth client id (or $PANEL_OAUTH_KEY)")
@@ -131,6 +159,18 @@ def main(argv: list[str] | None = None) -> int:
             "tunnel (ssh -L 5006:127.0.0.1:5006 HOST)."
         )
 
+    admins = None
+    if args.admins is not None:
+        admins = frozenset(name.strip() for name in args.admins.split(",") if name.strip())
+        if not authenticated:
+            parser.error("--admins needs logins (--basic-auth CREDENTIALS.json or --oauth-provider): without "
+                         "them there is no user to give a role to")
+        if not admins:
+            parser.error("--admins needs at least one user name, e.g. --admins alice,bob")
+        if args.basic_auth and not os.path.isfile(args.basic_auth):
+            parser.error("--admins with --basic-auth needs a JSON credentials file (one password per user): "
+                         "with a single shared password anyone could log in under an admin's name")
+
     for origin in args.allow_websocket_origin:
         host, _, origin_port = origin.rpartition(":")
         if not host or ":" in host or not origin_port.isdigit():
@@ -154,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             auth.update(oauth_provider=args.oauth_provider, oauth_key=args.oauth_key,
                         oauth_secret=args.oauth_secret, oauth_redirect_uri=args.oauth_redirect_uri)
+        if admins is None:
+            print("note: every logged-in user sees every tab and the labels' statistics; give --admins USER,... "
+                  "to make the other users labelers (see docs/labeling.md)", file=sys.stderr)
         if not is_loopback(args.address) and args.ssl_certfile is None:
             print("warning: logins over plain HTTP send passwords and cookies unencrypted; "
                   "use --ssl-certfile/--ssl-keyfile or a TLS proxy", file=sys.stderr)
@@ -162,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{TITLE}: run store {store_root}", flush=True)
     pn.serve(
-        {"/": lambda: build_app(store_root)},
+        {"/": lambda: build_app(store_root, require_login=authenticated, admins=admins)},
         address=args.address,
         port=args.port,
         websocket_origin=websocket_origins(args.address, args.port, args.allow_websocket_origin),

@@ -746,11 +746,19 @@ class LabelStore:
             raise ValueError(f"unknown item id {item_id!r} in {self.db_path}")
         return json.loads(row[0])
 
-    def items(self, campaign: str) -> list[tuple[int, dict]]:
-        """``(item_id, canonical payload)`` of every item of the campaign, by id."""
+    def items(self, campaign: str, *, after_id: int | None = None, limit: int | None = None) -> list[tuple[int, dict]]:
+        """``(item_id, canonical payload)`` of the campaign's items, by id: all of them, or ``limit`` items
+        with ids above ``after_id`` (the queue hands items out in id order, so these come next)."""
         self.get_campaign(campaign)
-        rows = self._conn().execute("SELECT id, payload FROM items WHERE campaign = ? ORDER BY id", (campaign,))
-        return [(i, json.loads(p)) for i, p in rows]
+        sql, params = "SELECT id, payload FROM items WHERE campaign = ?", [campaign]
+        if after_id is not None:
+            sql += " AND id > ?"
+            params.append(int(after_id))
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [(i, json.loads(p)) for i, p in self._conn().execute(sql, params)]
 
     # ---- the queue ----------------------------------------------------------------------------
 
