@@ -42,9 +42,9 @@ TITLE = "RL Workbench"
 TABS: list[tuple[str, Callable[..., object]]] = [
     ("Runs", RunsTable),
     ("Monitor", TrainingMonitor),
-    ("Calibration", CalibrationTab),
-    ("Labeling", LabelingTab),
     ("Rollouts", RolloutsTab),
+    ("Labeling", LabelingTab),
+    ("Calibration", CalibrationTab),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).
