@@ -139,3 +139,24 @@ def test_invalid_actions_raise_value_error():
     for bad in [np.array([0, 15]), np.array([-1, 0]), np.array([0, 1, 2]), np.array([0.5, 1.0])]:
         with pytest.raises(ValueError, match="actions must"):
             env.step(bad)
+
+
+def test_colour_choice_shows_the_chosen_colour_and_rewards_the_gold_one():
+    from workbench.env_registry import make_vec_env
+    from workbench.toy_env import PALETTE, ColourChoiceVecEnv
+
+    env = make_vec_env("colour_choice", 3, rand_seed=0)
+    assert isinstance(env, ColourChoiceVecEnv) and env.gold_colour == 0
+    obs = env.reset()
+    for step in range(env.episode_length):
+        shown = [int(np.argmin(np.abs(PALETTE[:4].astype(int) - o.mean((0, 1))).sum(1))) for o in obs]
+        actions = np.array([5, 6, 4]) + step  # colours (5 + step) % 4, ...
+        obs, reward, done, finished = env.step(actions)
+        # the reward is for the frame acted on; the next frame shows action % 4 (unless a new episode starts)
+        assert list(reward) == [float(c == 0) for c in shown]
+        if not done[0]:
+            nxt = [int(np.argmin(np.abs(PALETTE[:4].astype(int) - o.mean((0, 1))).sum(1))) for o in obs]
+            assert nxt == list(actions % 4)
+    assert done.all() and len(finished) == 3
+    with pytest.raises(ValueError, match="gold_colour"):
+        ColourChoiceVecEnv(2, gold_colour=7)

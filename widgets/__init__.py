@@ -32,7 +32,8 @@ _LAZY = {
     "ReliabilityDiagram": "widgets.reliability_diagram",
     "CalibrationTab": "widgets.calibration_tab",
 }
-__all__ = sorted(_LAZY)
+__all__ = ["CalibrationTab", "ComparisonWidget", "LabelingTab", "ReliabilityDiagram", "RolloutComparison",
+           "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor", "build_app"]  # = sorted(_LAZY)
 
 
 def __getattr__(name: str):

@@ -7,6 +7,9 @@
     workbench rollout RUN [--checkpoint STEP] --episodes N --levels train|test [--level-seeds 1,2,3]
     workbench rollout --random coinrun --level-seeds 1,2,3      # no run needed
     workbench rollouts [--run RUN]
+    workbench labels import ITEMS.jsonl --campaign NAME --kind text_pair|ranking [--overlap N]
+    workbench labels export CAMPAIGN --format jsonl|parquet --out PATH
+    workbench labels stats CAMPAIGN
 
 The dashboard is served by `workbench-dashboard` (see widgets/app.py); this module stays headless.
 """
@@ -19,6 +22,7 @@ import sys
 import time
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")  # = workbench.algos.registry.ALGOS (checked by a test)
+RM_ALGOS = ("ppo-rm", "ppg-rm")  # = registry.RM_ALGOS: against a reward model, e.g. --set reward_model=PATH
 
 
 def _positive_int(text: str) -> int:
@@ -45,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train a policy; prints the run id")
-    tr.add_argument("--algo", default="ppo", choices=ALGOS)
+    tr.add_argument("--algo", default="ppo", choices=ALGOS + RM_ALGOS,
+                    help="ppo-rm/ppg-rm: against a reward model (--set reward_model=PATH --set kl_coef=0.02, "
+                         "see docs/rlhf.md)")
     tr.add_argument("--env", default="coinrun", help="a Procgen game (or 'colour_cue', the small test task)")
     tr.add_argument("--distribution-mode", default="easy", choices=("easy", "hard"))
     tr.add_argument("--num-levels", type=int, default=None, help="training levels (default 200 easy / 500 hard)")
@@ -112,6 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=int, default=None, help="env step of the checkpoint (default: latest)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
+    # ---- labels (workbench/labels.py; schema in docs/labels_schema.md) ----
+    lb = sub.add_parser("labels", help="preference-label campaigns: import items, export labels, agreement stats")
+    lsub = lb.add_subparsers(dest="labels_command", required=True)
+    li = lsub.add_parser("import", help="add items from a JSONL file ({prompt, a, b, meta} or {prompt, responses, "
+                                        "meta} per line) to a campaign, creating it if needed; with --labels, "
+                                        "import a label export (export --format jsonl) instead")
+    li.add_argument("file")
+    li.add_argument("--campaign", default=None, help="campaign name (required for items)")
+    li.add_argument("--kind", default=None, choices=("text_pair", "ranking", "clip_pair"))
+    li.add_argument("--overlap", type=_positive_int, default=None, help="labelers per item (new campaign; default 1)")
+    li.add_argument("--labels", action="store_true", help="FILE is a label export, not items")
+    le = lsub.add_parser("export", help="write a campaign's labels (one row per label, chosen/rejected + raw fields)")
+    le.add_argument("campaign")
+    le.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"))
+    le.add_argument("--out", required=True)
+    ls = lsub.add_parser("stats", help="progress and agreement statistics of a campaign")
+    ls.add_argument("campaign")
+    # ---- reward models (workbench/reward.py; docs/reward_models.md) ----
+    rw = sub.add_parser("reward", help="reward models from a labeling campaign's comparisons")
+    rwsub = rw.add_subparsers(dest="reward_command", required=True)
+    rwt = rwsub.add_parser("train", help="train a reward-model ensemble on a campaign; prints the run id")
+    rwt.add_argument("--campaign", required=True)
+    rwt.add_argument("--members", type=_positive_int, default=None, help="ensemble size (default 3)")
+    rwt.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default 10)")
+    rwt.add_argument("--name", default=None)
+    rwt.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                     help="override any RewardConfig field (JSON values), e.g. --set equal=drop --set noise_floor=false")
     return parser
 
 
@@ -236,6 +269,61 @@ def cmd_benchmark(args, store) -> None:
     print(f"wrote {csv_path} and {md_path}")
 
 
+def cmd_labels(args) -> None:
+    from workbench.labels import LabelStore, UnknownCampaignError, read_items_jsonl
+
+    labels = LabelStore(args.store)
+    if args.labels_command == "import" and args.labels:
+        print(f"imported {labels.import_jsonl(args.file, campaign=args.campaign)} labels")
+    elif args.labels_command == "import":
+        if not args.campaign:
+            raise ValueError("--campaign NAME is required to import items")
+        try:
+            camp = labels.get_campaign(args.campaign)
+        except UnknownCampaignError:
+            camp = None
+        kind = args.kind or (camp.kind if camp else None)
+        if kind is None:
+            raise ValueError(f"campaign {args.campaign!r} does not exist yet: give --kind text_pair|ranking")
+        if camp is not None and camp.kind != kind:
+            raise ValueError(f"campaign {args.campaign!r} is a {camp.kind} campaign, not {kind}")
+        if camp is not None and args.overlap is not None and args.overlap != camp.overlap:
+            raise ValueError(f"campaign {args.campaign!r} already exists with overlap {camp.overlap}")
+        payloads = read_items_jsonl(args.file, kind)  # every line checked before the campaign is created
+        if camp is None:
+            labels.create_campaign(args.campaign, kind, overlap=args.overlap or 1)
+        ids = labels.add_items(args.campaign, payloads)
+        print(f"added {len(ids)} items to campaign {args.campaign!r}")
+    elif args.labels_command == "export":
+        write = labels.export_parquet if args.format == "parquet" else labels.export_jsonl
+        print(f"wrote {write(args.campaign, args.out)} labels to {args.out}")
+    elif args.labels_command == "stats":
+        from workbench.agreement import campaign_agreement
+
+        camp = labels.get_campaign(args.campaign)
+        p = labels.progress(args.campaign)
+        print(f"campaign {camp.name!r} ({camp.kind}, overlap {camp.overlap}): {p['items']} items, "
+              f"{p['labeled']} labels of a target {p['target']}, {p['assigned']} assigned now")
+        print(campaign_agreement(labels, args.campaign).summary())
+
+
+def cmd_reward(args, store) -> None:
+    from workbench.reward import RewardConfig, train_reward_model
+
+    overrides = _parse_overrides(args.set)
+    for key, value in (("members", args.members), ("epochs", args.epochs)):
+        if value is not None:
+            overrides[key] = value
+    config = RewardConfig.from_overrides(overrides)
+    result = train_reward_model(args.campaign, store.root, config, name=args.name,
+                                progress=lambda msg: print(msg, file=sys.stderr))
+    m = result.metrics
+    print(result.run_id)
+    print(f"{result.num_train_pairs} training / {result.num_heldout_pairs} held-out comparisons; held-out accuracy "
+          f"{m.get('heldout_accuracy', float('nan')):.3f}, loss {m.get('heldout_loss', float('nan')):.4f}; "
+          f"model saved to {result.model_path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from workbench.runs import RunStore, UnknownRunError
@@ -256,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_rollout(args, store)
         elif args.command == "rollouts":
             cmd_rollouts(args, store)
+        elif args.command == "labels":
+            cmd_labels(args)
+        elif args.command == "reward":
+            cmd_reward(args, store)
     except (ValueError, UnknownRunError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

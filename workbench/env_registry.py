@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.envs import GAMES, NORMALIZATION_CONSTANTS, ProcgenVecEnv, normalized_return
-from workbench.toy_env import ColourCueVecEnv
+from workbench.toy_env import ColourChoiceVecEnv, ColourCueVecEnv
 
-TEST_TASKS = {"colour_cue": ColourCueVecEnv}
+TEST_TASKS = {"colour_cue": ColourCueVecEnv, "colour_choice": ColourChoiceVecEnv}
 ENV_NAMES: tuple[str, ...] = GAMES + tuple(TEST_TASKS)
 
 

@@ -137,3 +137,40 @@ class ColourCueVecEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class ColourChoiceVecEnv(ColourCueVecEnv):
+    """colour_cue with observations the agent controls, for RL against a reward model of the frames.
+
+    In colour_cue the frames are drawn at random whatever the agent does, so no policy can change what an
+    observation-based reward model sees. Here the next frame shows colour ``action % num_colours`` (the
+    first frame of an episode is random), and the env reward of step t is 1 when frame t shows colour
+    ``gold_colour`` (a reward of the state the action was chosen on, as RL against a reward model scores
+    r(frames[t]), see workbench.algos.rlhf). A uniformly random policy shows colour 0 after 4 of 15 actions;
+    the best policy earns episode_length - 1 per episode (the first frame is random).
+    """
+
+    def __init__(self, num_envs: int = 64, *, gold_colour: int = 0, **kwargs):
+        super().__init__(num_envs, **kwargs)
+        if not 0 <= gold_colour < self.num_colours:
+            raise ValueError(f"gold_colour must be in [0, {self.num_colours}) (got {gold_colour})")
+        self.gold_colour = int(gold_colour)
+
+    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[EpisodeStats]]:
+        actions = check_actions(actions, self.num_envs)
+        reward = (self._colours == self.gold_colour).astype(np.float32)
+        self._episode_returns += reward
+        self._step_in_episode += 1
+        done = np.zeros(self.num_envs, dtype=bool)
+        finished: list[EpisodeStats] = []
+        colours = actions % self.num_colours
+        if self._step_in_episode == self.episode_length:
+            done[:] = True
+            finished = [EpisodeStats(env_index=i, ret=float(r), length=self.episode_length, level_seed=None)
+                        for i, r in enumerate(self._episode_returns)]
+            self._episode_returns[:] = 0.0
+            self._step_in_episode = 0
+            colours = self._rng.integers(self.num_colours, size=self.num_envs)
+        patterns = self._rng.integers(_NOISE_FRAMES_PER_COLOUR, size=self.num_envs)
+        self._colours, self._obs = colours, self._frames[colours, patterns]
+        return self._obs, reward, done, finished

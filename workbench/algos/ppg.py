@@ -155,8 +155,9 @@ def auxiliary_phase(policy: PolicyCore, value_net: PolicyCore | None, aux_optimi
 
 
 def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | None = None,
-          progress: bool = True) -> str:
-    """Train PPG (or PPG-EWMA, by `proximal_policy`); returns the run id. Resumable like PPO."""
+          progress: bool = True, extension=None) -> str:
+    """Train PPG (or PPG-EWMA, by `proximal_policy`); returns the run id. Resumable like PPO. `extension`:
+    as `ppo.train` (RL against a reward model; it sees the policy network)."""
     config.validate()
     algo = "ppg-ewma" if config.proximal_policy == "ewma" else "ppg"
     torch.manual_seed(config.seed)
@@ -179,11 +180,13 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
         state["value"] = value_net.model
     if proximal.ewma is not None:
         state["proximal_ewma"] = proximal.ewma
+    if extension is not None:
+        algo = extension.setup(algo, policy, state)
     session = TrainingSession(algo, config, store=store, run_id=run_id, progress=progress, state=state)
     session.restore(policy.device)
 
     env = make_env(config, session.env_seed(config.seed))
-    roller = Roller(env, policy, reward_normalizer, value_core=value_net)
+    roller = Roller(env, policy, reward_normalizer, value_core=value_net, reward_fn=extension)
     buf = RolloutBuffer.allocate(config.num_steps, config.num_envs, env.observation_shape, policy.device)
     aux = AuxBuffer(config, env.observation_shape, policy.device)
     with session, closing(env):

@@ -1,20 +1,24 @@
-"""The training engines by name: `ppo`, `ppo-ewma`, `ppg`, `ppg-ewma`. Used by the CLI, resume, evaluation
-and the benchmark grid, so they never need to know which module trains which algorithm."""
+"""The training engines by name: `ppo`, `ppo-ewma`, `ppg`, `ppg-ewma`, and RL against a reward model,
+`ppo-rm` and `ppg-rm` (workbench.algos.rlhf; not in `ALGOS`, which the benchmark grid and the launch form
+offer, since they need a reward model). Used by the CLI, resume, evaluation and the benchmark grid, so they
+never need to know which module trains which algorithm."""
 
 from __future__ import annotations
 
-from workbench.algos import ppg, ppo
+from workbench.algos import ppg, ppo, rlhf
 from workbench.algos.batch_size import adjust_for_batch_size
 from workbench.policy import ImpalaCNN, PolicyCore
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")
-_CONFIG = {"ppo": ppo.PPOConfig, "ppo-ewma": ppo.PPOConfig, "ppg": ppg.PPGConfig, "ppg-ewma": ppg.PPGConfig}
-_PRESETS = {**ppo.ALGO_PRESETS, **ppg.ALGO_PRESETS}
+RM_ALGOS = tuple(rlhf.ALGO_CONFIGS)   # ("ppo-rm", "ppg-rm")
+_CONFIG = {"ppo": ppo.PPOConfig, "ppo-ewma": ppo.PPOConfig, "ppg": ppg.PPGConfig, "ppg-ewma": ppg.PPGConfig,
+           **rlhf.ALGO_CONFIGS}
+_PRESETS = {**ppo.ALGO_PRESETS, **ppg.ALGO_PRESETS, **{algo: {} for algo in RM_ALGOS}}
 
 
 def _check(algo: str) -> str:
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+    if algo not in ALGOS + RM_ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS + RM_ALGOS)}")
     return algo
 
 
@@ -33,6 +37,8 @@ def config_from_run(algo: str, values: dict):
 
 
 def algo_of(config) -> str:
+    if isinstance(config, rlhf.RewardModelSettings):
+        return "ppg-rm" if isinstance(config, ppg.PPGConfig) else "ppo-rm"
     ewma = config.proximal_policy == "ewma"
     if isinstance(config, ppg.PPGConfig):
         return "ppg-ewma" if ewma else "ppg"
@@ -41,6 +47,8 @@ def algo_of(config) -> str:
 
 def train(config, **kwargs) -> str:
     """Train with the engine the config belongs to; returns the run id."""
+    if isinstance(config, rlhf.RewardModelSettings):
+        return rlhf.train(config, **kwargs)
     engine = ppg if isinstance(config, ppg.PPGConfig) else ppo
     return engine.train(config, **kwargs)
 
@@ -57,5 +65,5 @@ def policy_from_checkpoint(algo: str, config: dict, state: dict, device="auto") 
     return core
 
 
-__all__ = ["ALGOS", "make_config", "config_from_run", "algo_of", "train", "policy_from_checkpoint",
+__all__ = ["ALGOS", "RM_ALGOS", "make_config", "config_from_run", "algo_of", "train", "policy_from_checkpoint",
            "adjust_for_batch_size"]

@@ -53,10 +53,15 @@ class Roller:
 
     def __init__(self, env, core: PolicyCore, reward_normalizer: RewardNormalizer | None,
                  generator: torch.Generator | None = None, episode_window: int = 100,
-                 value_core: PolicyCore | None = None):
-        """`value_core`: a separate value network (PPG) whose values are recorded instead of the policy's."""
+                 value_core: PolicyCore | None = None, reward_fn=None):
+        """`value_core`: a separate value network (PPG) whose values are recorded instead of the policy's.
+        `reward_fn`: replaces the env reward before normalization (RL against a reward model,
+        workbench.algos.rlhf): called after every step as `reward_fn(obs_t, act_output, env_reward, done)`
+        with the observation the action was chosen on, and asked for `reward_fn.end_iteration(session)`
+        metrics at the end of each iteration (`ppo.end_iteration`)."""
         self.env, self.core, self.reward_normalizer = env, core, reward_normalizer
         self.value_core = value_core
+        self.reward_fn = reward_fn
         self.generator = generator
         self.obs = env.reset()
         self.recent_episodes: deque = deque(maxlen=episode_window)
@@ -76,6 +81,8 @@ class Roller:
             if buf.logits is not None:
                 buf.logits[t].copy_(out.logits)
             self.obs, reward, done, episodes = self.env.step(out.action.cpu().numpy())
+            if self.reward_fn is not None:
+                reward = self.reward_fn(obs_t, out, reward, done)
             if self.reward_normalizer is not None:
                 reward = self.reward_normalizer(reward, done)
             buf.rewards[t].copy_(torch.from_numpy(np.asarray(reward, np.float32)))
