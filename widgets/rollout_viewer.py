@@ -106,6 +106,20 @@ def action_bars_html(probs: np.ndarray, chosen: int) -> str:
     return '<div class="wb-bars">' + "".join(rows) + "</div>"
 
 
+def _add_playback_controls(view, filename: str) -> None:
+    """The controls RolloutViewer and RolloutComparison share: hi-res toggle, speed, loop, overlays, and the
+    MP4/GIF downloads of ``view.export_bytes`` (named ``<filename>.mp4`` / ``.gif``)."""
+    view.hires_toggle = pn.widgets.Toggle.from_param(view.param.hires, label="Hi-res", width=80)
+    view.fps_slider = pn.widgets.IntSlider.from_param(view.param.fps, label="Speed (fps)", width=160)
+    view.loop_box = pn.widgets.Checkbox.from_param(view.param.loop, label="Loop", width=60)
+    view.overlays_box = pn.widgets.Checkbox(label="Overlays", value=True, width=80)
+    for fmt in ("mp4", "gif"):
+        download = pn.widgets.FileDownload(callback=lambda fmt=fmt: io.BytesIO(view.export_bytes(fmt)),
+                                           filename=f"{filename}.{fmt}", label=fmt.upper(), width=90,
+                                           css_classes=[f"wb-export-{fmt}"])
+        setattr(view, f"{fmt}_download", download)
+
+
 class RolloutViewer(pn.viewable.Viewer):
     """One recorded episode: frame, player, time series with a cursor, action bars, jumps and export.
 
@@ -173,16 +187,7 @@ class RolloutViewer(pn.viewable.Viewer):
         self.min_adv_button = button("Min advantage", self.jump_to_min_advantage, "wb-min-adv")
         self.prev_reward_button = button("◀ Reward", self.previous_reward_event, "wb-prev-reward")
         self.next_reward_button = button("Reward ▶", self.next_reward_event, "wb-next-reward")
-        self.hires_toggle = pn.widgets.Toggle.from_param(self.param.hires, label="Hi-res", width=80)
-        self.fps_slider = pn.widgets.IntSlider.from_param(self.param.fps, label="Speed (fps)", width=160)
-        self.loop_box = pn.widgets.Checkbox.from_param(self.param.loop, label="Loop", width=60)
-        self.overlays_box = pn.widgets.Checkbox(label="Overlays", value=True, width=80)
-        self.mp4_download = pn.widgets.FileDownload(callback=lambda: io.BytesIO(self.export_bytes("mp4")),
-                                                    filename="episode.mp4", label="MP4", width=90,
-                                                    css_classes=["wb-export-mp4"])
-        self.gif_download = pn.widgets.FileDownload(callback=lambda: io.BytesIO(self.export_bytes("gif")),
-                                                    filename="episode.gif", label="GIF", width=90,
-                                                    css_classes=["wb-export-gif"])
+        _add_playback_controls(self, "episode")
 
     def _interval(self) -> int:
         return max(1, int(round(1000 / self.fps)))
@@ -511,16 +516,7 @@ class RolloutComparison(pn.viewable.Viewer):
         self.player.param.watch(self._on_child_frame, "value")
         for viewer in (self.left_viewer, self.right_viewer):
             viewer.param.watch(self._on_child_frame, "frame")
-        self.hires_toggle = pn.widgets.Toggle.from_param(self.param.hires, label="Hi-res", width=80)
-        self.fps_slider = pn.widgets.IntSlider.from_param(self.param.fps, label="Speed (fps)", width=160)
-        self.loop_box = pn.widgets.Checkbox.from_param(self.param.loop, label="Loop", width=60)
-        self.overlays_box = pn.widgets.Checkbox(label="Overlays", value=True, width=80)
-        self.mp4_download = pn.widgets.FileDownload(callback=lambda: io.BytesIO(self.export_bytes("mp4")),
-                                                    filename="comparison.mp4", label="MP4", width=90,
-                                                    css_classes=["wb-export-mp4"])
-        self.gif_download = pn.widgets.FileDownload(callback=lambda: io.BytesIO(self.export_bytes("gif")),
-                                                    filename="comparison.gif", label="GIF", width=90,
-                                                    css_classes=["wb-export-gif"])
+        _add_playback_controls(self, "comparison")
         self._sync_episodes()
 
     @staticmethod

@@ -95,7 +95,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.runs import BUSY_TIMEOUT_S, default_root
-from workbench.storage import atomic_write
+from workbench.storage import atomic_write, immediate_transaction
 
 CAMPAIGN_KINDS = ("clip_pair", "text_pair", "ranking")
 CHOICES = ("left", "right", "equal", "cant_tell", "skip")  # as the labeler saw them
@@ -610,13 +610,8 @@ class LabelStore:
                 conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
                 self._local.durable = durable
             # IMMEDIATE takes the write lock before the first read: two labelers never both see a free slot.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         finally:
             lock.release()
 

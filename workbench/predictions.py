@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.runs import default_root
-from workbench.storage import atomic_write
+from workbench.storage import atomic_write, immediate_transaction
 
 __all__ = [
     "SOURCES",
@@ -285,13 +285,8 @@ class PredictionStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._connect() as conn:
             conn.execute("PRAGMA synchronous = FULL")  # an index row survives an OS crash once committed
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     # ---- writing --------------------------------------------------------------------------------
 

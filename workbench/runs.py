@@ -58,7 +58,6 @@ import os
 import re
 import secrets
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -68,7 +67,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from workbench.storage import fsync_dir as _fsync_dir  # noqa: F401  (re-exported for older imports)
+from workbench.storage import atomic_write, immediate_transaction
 
 RUN_STATUSES = ("created", "running", "finished", "failed", "stopped")
 SCHEMA_VERSION = 2  # 2: the rollouts index (workbench.rollouts)
@@ -230,15 +229,8 @@ class RunStore:
         if durable:
             conn.execute("PRAGMA synchronous = FULL")
         try:
-            # IMMEDIATE takes the write lock up front, so busy_timeout applies to it
-            # (a deferred transaction upgrading to write can fail with SQLITE_BUSY at once).
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         finally:
             if durable:
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -489,19 +481,7 @@ class RunStore:
         directory.mkdir(parents=True, exist_ok=True)
         final = directory / f"step_{step}.pt"
 
-        # Temp file in the same directory: os.replace is atomic only within one filesystem.
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_name, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(directory)
+        atomic_write(final, lambda f: torch.save(state, f))
 
         relative = final.relative_to(self.root).as_posix()
         with self._write(durable=True) as conn:

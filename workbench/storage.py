@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,3 +47,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         raise
     fsync_dir(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One SQLite write transaction on an autocommit connection (``isolation_level=None``).
+
+    ``BEGIN IMMEDIATE`` takes the write lock before the first read, so ``busy_timeout`` applies to it and two
+    writers never both act on what they read (a deferred transaction upgrading to a write can fail with
+    SQLITE_BUSY at once). Any exception rolls the whole transaction back: readers see all of it or none."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
