@@ -165,3 +165,31 @@ def test_bad_input():
         fit_functional_form([1, 2], [1, 2], "bon")
     with pytest.raises(ValueError, match="d = sqrt"):
         fit_functional_form([-1, 1, 2], [0, 1, 2], "bon")
+
+
+def test_sample_best_of_n_scores_episodes_with_the_proxy_and_the_gold():
+    """End to end on colour_choice with a random policy: the proxy is a known function of the pixels (red
+    frames), the gold the env reward (also red frames), so the two agree; the curve is the estimator applied
+    to the per-episode sums, and best-of-n raises the gold."""
+    import torch
+
+    from workbench.best_of_n import best_of_n_curve, sample_best_of_n
+    from workbench.toy_env import PALETTE
+
+    red = torch.tensor(PALETTE[0], dtype=torch.float32)
+
+    def proxy_fn(obs_u8):
+        return ((obs_u8.float().mean(dim=(1, 2)) - red).abs().max(-1).values < 30).float()
+
+    curve, proxy, gold = sample_best_of_n(None, "colour_choice", proxy_fn, n=8, groups=6, seed=0)
+    assert proxy.shape == gold.shape == (6, 8)
+    np.testing.assert_allclose(proxy, gold)  # the proxy counts exactly the frames the env pays for
+    reference = best_of_n_curve(proxy, gold)
+    np.testing.assert_allclose(curve.gold_mean, reference.gold_mean)
+    assert curve.gold_mean[-1] > curve.gold_mean[0]
+    np.testing.assert_allclose(curve.gold_mean[-1], gold.max(axis=1).mean())
+    with pytest.raises(ValueError, match="either level_seeds"):
+        sample_best_of_n(None, "colour_choice", proxy_fn, n=2)
+    # Procgen: n episodes on each given level
+    curve, proxy, gold = sample_best_of_n(None, "coinrun", proxy_fn, n=2, level_seeds=[4, 5], max_steps=5)
+    assert proxy.shape == (2, 2) and curve.num_prompts == 2 and list(curve.n) == [1, 2]

@@ -284,3 +284,39 @@ def fit_functional_form(d, r, form: str, *, sigma=None) -> FunctionalFit:
     rmse = float(np.sqrt(np.mean((r - design @ params) ** 2)))
     return FunctionalFit(form=form, alpha=float(params[0]), beta=float(params[1]), cov=cov, rmse=rmse,
                          n_points=int(d.size))
+
+
+# ------------------------------------------------------------------------------------- sampling a policy
+def sample_best_of_n(core, env_name: str, step_reward_fn, *, n: int, level_seeds=None, groups: int | None = None,
+                     distribution_mode: str = "easy", seed: int = 0, max_steps: int | None = None,
+                     ties: str = "average") -> tuple[BestOfNCurve, np.ndarray, np.ndarray]:
+    """Best-of-n of a policy against a proxy reward, end to end: sample ``n`` whole episodes per level seed
+    (``core``: a PolicyCore, or None for a uniformly random policy; episodes differ by the policy's sampling),
+    score each with the proxy (the sum of ``step_reward_fn`` over its frames, as a clip's reward) and with the
+    gold (the env's return), and return the curve for every n' <= n (WebGPT's unbiased estimator, not
+    resampling) with the analytic KL, plus the (prompts, n) proxy and gold arrays.
+
+    Envs without levels (the toy tasks): ``groups`` groups of ``n`` consecutive episodes play the prompts."""
+    import torch
+
+    from workbench.rollouts import record_episodes
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1 (got {n})")
+    if (level_seeds is None) == (groups is None):
+        raise ValueError("give either level_seeds (Procgen: n episodes per level) or groups (envs without levels)")
+    if level_seeds is not None:
+        seeds = [int(s) for s in level_seeds]
+        recorded = record_episodes(core, env_name, level_seeds=[s for s in seeds for _ in range(n)], hires=False,
+                                   distribution_mode=distribution_mode, seed=seed, max_steps=max_steps)
+        prompts = len(seeds)
+    else:
+        recorded = record_episodes(core, env_name, episodes=groups * n, hires=False,
+                                   distribution_mode=distribution_mode, seed=seed, max_steps=max_steps)
+        prompts = groups
+    with torch.no_grad():
+        proxy = np.array([float(torch.as_tensor(step_reward_fn(torch.from_numpy(ep.frames))).double().sum())
+                          for ep, _ in recorded])
+    gold = np.array([ep.ret for ep, _ in recorded])
+    proxy, gold = proxy.reshape(prompts, n), gold.reshape(prompts, n)
+    return best_of_n_curve(proxy, gold, ties=ties, seed=seed), proxy, gold
