@@ -274,3 +274,33 @@ def test_real_rollout_episodes_if_available(tmp_path):
     [eid] = rollouts.record_random("colour_cue", episodes=1, hires=False, store_root=tmp_path)
     with pytest.raises(ValueError, match="random policy has NaN values"):
         predictions_from_episodes([rollouts.RolloutStore(tmp_path).load(eid)])
+
+
+def test_value_function_predictions_from_a_runs_recorded_episodes(tmp_path):
+    from workbench.predictions import save_value_function_predictions
+    from workbench.rollouts import Episode, RolloutStore
+
+    rollouts = RolloutStore(tmp_path)
+    cases = [(8.0, True, True), (3.0, False, True), (12.0, True, True), (6.0, False, False)]  # (V(s0), success, done)
+    for k, (v0, success, done) in enumerate(cases):
+        t = 4
+        rewards = np.zeros(t, np.float32)
+        rewards[-1] = 10.0 * success
+        rollouts.save(Episode(frames=np.zeros((t, 64, 64, 3), np.uint8), actions=np.zeros(t, np.int64),
+                              probs=np.full((t, 15), 1 / 15, np.float32), values=np.full(t, v0, np.float32),
+                              rewards=rewards, dones=np.arange(t) == (t - 1 if done else t), env="coinrun",
+                              level_seed=k, levels="test", distribution_mode="easy", policy="checkpoint",
+                              run_id="run-a", checkpoint_step=4096))
+    set_id = save_value_function_predictions("run-a", tmp_path)
+    confidence, outcome, meta = PredictionStore(tmp_path).load(set_id)
+    # newest first in the store; the cut-short episode (no outcome) is left out
+    assert sorted(zip(confidence.tolist(), outcome.tolist())) == [(0.3, 0), (0.8, 1), (1.0, 1)]
+    assert meta["run_id"] == "run-a" and meta["checkpoint_steps"] == [4096] and meta["n_truncated_skipped"] == 1
+    assert PredictionStore(tmp_path).list()[0].source == "value_function"
+    with pytest.raises(ValueError, match="no recorded episodes"):
+        save_value_function_predictions("run-b", tmp_path)
+    rollouts.save(Episode(frames=np.zeros((1, 64, 64, 3), np.uint8), actions=[0], probs=np.full((1, 15), 1 / 15),
+                          values=[1.0], rewards=[0.0], dones=[True], env="starpilot", level_seed=0, levels="test",
+                          distribution_mode="easy", policy="checkpoint", run_id="run-c", checkpoint_step=1))
+    with pytest.raises(ValueError, match="no binary success outcome"):
+        save_value_function_predictions("run-c", tmp_path)

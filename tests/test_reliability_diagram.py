@@ -206,3 +206,28 @@ def test_calibration_tab_on_an_empty_store(tmp_path):
     tab = CalibrationTab(store_root=tmp_path)
     assert tab.selected_ids == [] and "No prediction sets yet" in tab.status.object
     assert tab.import_uploaded() is None and "Choose a JSONL file" in tab.message.object
+
+
+def test_calibration_tab_scores_a_runs_value_function(tmp_path):
+    import numpy as np
+
+    from widgets.calibration_tab import CalibrationTab
+    from workbench.rollouts import Episode, RolloutStore
+    from workbench.runs import RunStore
+
+    run_id = RunStore(tmp_path).create_run(algo="ppo", env="coinrun", config={})
+    RunStore(tmp_path).create_run(algo="ppo", env="starpilot", config={})  # not offered: no binary outcome
+    for k, (v0, success) in enumerate([(9.0, True), (2.0, False), (7.0, True)]):
+        rewards = np.array([0.0, 10.0 * success], np.float32)
+        RolloutStore(tmp_path).save(Episode(
+            frames=np.zeros((2, 64, 64, 3), np.uint8), actions=[0, 0], probs=np.full((2, 15), 1 / 15),
+            values=[v0, v0], rewards=rewards, dones=[False, True], env="coinrun", level_seed=k, levels="test",
+            distribution_mode="easy", policy="checkpoint", run_id=run_id, checkpoint_step=100))
+    tab = CalibrationTab(store_root=tmp_path)
+    assert tab.value_run.options == [run_id]
+    tab.value_run.value = run_id
+    set_id = tab.score_value_function()
+    assert set_id in tab.selected_ids and "Scored 3 episodes" in tab.message.object
+    confidence, outcome, _ = tab.store.load(set_id)
+    assert sorted(zip(confidence.round(6).tolist(), outcome.tolist())) == [(0.2, 0), (0.7, 1), (0.9, 1)]
+    assert tab.score_value_function("no-such-run") is None and "no recorded episodes" in tab.message.object

@@ -43,7 +43,7 @@ def test_round_trip_is_exact_and_hires_frames_match_the_render(tmp_path):
         a, b = getattr(episode, name), getattr(back, name)
         assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), name
     assert (back.env, back.level_seed, back.levels, back.policy, back.run_id) == ("coinrun", 7, "seed", "random", None)
-    assert back.dones[-1] and not back.dones[:-1].any()
+    assert not back.dones[:-1].any()
     # The render is stored lossy (H.264): close to what the game drew, frame by frame, in any access order.
     for t in (0, 39, 12, 13, 5, 30):
         error = np.abs(back.hires.frame(t).astype(int) - hires[t]).mean()
@@ -62,6 +62,17 @@ def test_recording_is_deterministic_and_a_level_seed_fixes_the_level():
     assert np.array_equal(a[0][0].frames, b[0][0].frames) and np.array_equal(a[0][0].actions, b[0][0].actions)
     assert not np.array_equal(a[0][0].frames[0], a[1][0].frames[0])  # another level looks different
     assert a[1][0].level_seed == 6 and a[0][1] is None
+
+
+def test_done_flags_are_the_envs_and_the_level_seed_is_known_without_asking():
+    [(whole, _)] = record_episodes(None, "colour_cue", episodes=1, hires=False)
+    assert whole.length == 8 and whole.dones[-1] and not whole.dones[:-1].any()
+    [(cut, _)] = record_episodes(None, "coinrun", episodes=1, hires=False, max_steps=3, seed=2)
+    assert cut.length == 3 and not cut.dones.any()  # cut short: the game did not end, no outcome
+    # levels from the distribution: the level played is read from procgen, and replaying it gives the same frames
+    assert isinstance(cut.level_seed, int)
+    [(again, _)] = record_episodes(None, "coinrun", level_seeds=[cut.level_seed], hires=False, max_steps=1)
+    assert np.array_equal(again.frames[0], cut.frames[0])
 
 
 def test_episode_statistics_against_plain_loops():

@@ -5,6 +5,10 @@ reward model's held-out P(A > B) (source "reward_model"), a value function's pre
 a binary-outcome game (source "value_function"), an imported JSONL file (source "jsonl"), or anything a
 notebook saved. Pick one or several to overlay them in one :class:`widgets.reliability_diagram.ReliabilityDiagram`.
 
+Value functions: pick a run of a binary-outcome game (CoinRun, Ninja, Jumper) and press "Score its value
+function" to store V(s0)/10 against success on the run's recorded episodes (record them first with
+``workbench rollout RUN --episodes 100 --levels test``).
+
 Import: choose a ``.jsonl`` file of ``{"confidence": p, "correct": 0/1}`` lines and press Import. The import
 is all or nothing; when a line is bad, every problem is listed with its line number and nothing is stored.
 
@@ -29,10 +33,13 @@ import param
 
 from widgets.reliability_diagram import ReliabilityDiagram
 from workbench.predictions import (
+    SUCCESS_REWARD,
     PredictionImportError,
     PredictionSetInfo,
     PredictionStore,
+    save_value_function_predictions,
 )
+from workbench.runs import RunStore
 
 ALL_SOURCES = "all sources"
 MAX_OPTIONS = 500  # newest sets offered in the picker
@@ -67,6 +74,11 @@ class CalibrationTab(pn.viewable.Viewer):
                                                 css_classes=["wb-cal-import-name"])
         self.import_button = pn.widgets.Button(label="Import JSONL", color="primary", width=130,
                                                css_classes=["wb-cal-import"])
+        self.value_run = pn.widgets.Select(label="Run (binary-outcome games)", options=[], width=340,
+                                           css_classes=["wb-cal-value-run"])
+        self.value_button = pn.widgets.Button(label="Score its value function", width=190,
+                                              css_classes=["wb-cal-value"])
+        self.value_button.on_click(lambda _e: self.score_value_function())
         self.message = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["wb-cal-message"])
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["wb-cal-status"])
 
@@ -82,6 +94,7 @@ class CalibrationTab(pn.viewable.Viewer):
             pn.Row(self.source_select, self.picker, self.refresh_button, sizing_mode="stretch_width"),
             self.status,
             pn.Row(self.file_input, self.import_name, self.import_button, sizing_mode="stretch_width"),
+            pn.Row(self.value_run, self.value_button, sizing_mode="stretch_width"),
             self.message,
             self.diagram,
             sizing_mode="stretch_width",
@@ -97,6 +110,11 @@ class CalibrationTab(pn.viewable.Viewer):
             self.status.object = (f'<span style="color:#b00020">Could not read the prediction store: '
                                   f'{html.escape(str(exc))}</span>')
             return
+        try:  # runs whose value function can be read as a success probability (CoinRun, Ninja, Jumper)
+            runs = [r.id for r in RunStore(self.store.root).list_runs() if r.env in SUCCESS_REWARD]
+        except (sqlite3.Error, OSError):
+            runs = []
+        self.value_run.options = runs
         sources = sorted({i.source for i in infos})
         self.source_select.options = [ALL_SOURCES, *sources]
         offered = [i for i in infos if self.source in (ALL_SOURCES, i.source)][:MAX_OPTIONS]
@@ -164,6 +182,25 @@ class CalibrationTab(pn.viewable.Viewer):
         info = self.store.info(set_id)
         self.message.object = (f'<div style="color:#1b5e20">Imported {info.n} predictions from '
                                f'{html.escape(filename)} as <b>{html.escape(info.name)}</b>.</div>')
+        self.refresh()
+        self.selected_ids = [*self.selected_ids, set_id]
+        return set_id
+
+    def score_value_function(self, run_id: str | None = None) -> str | None:
+        """Store the chosen run's value function as a success predictor on its recorded episodes
+        (:func:`workbench.predictions.save_value_function_predictions`) and draw it; None when refused."""
+        run_id = run_id or self.value_run.value
+        if not run_id:
+            self.message.object = _error("Choose a run of CoinRun, Ninja or Jumper first (none in the store yet?).")
+            return None
+        try:
+            set_id = save_value_function_predictions(run_id, self.store.root)
+        except (ValueError, OSError, sqlite3.Error) as exc:
+            self.message.object = _error(str(exc))
+            return None
+        info = self.store.info(set_id)
+        self.message.object = (f'<div style="color:#1b5e20">Scored {info.n} episodes of {html.escape(run_id)} as '
+                               f'<b>{html.escape(info.name)}</b>.</div>')
         self.refresh()
         self.selected_ids = [*self.selected_ids, set_id]
         return set_id

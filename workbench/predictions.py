@@ -59,6 +59,7 @@ __all__ = [
     "UnknownPredictionSetError",
     "parse_predictions_jsonl",
     "predictions_from_episodes",
+    "save_value_function_predictions",
 ]
 
 DB_FILENAME = "predictions.sqlite"
@@ -442,3 +443,35 @@ def predictions_from_episodes(episodes, success_reward: float = 10.0, *, value_s
             "include_truncated": bool(include_truncated), "envs": envs,
             "episode_ids": [x for x in ids if x is not None]}
     return conf, np.asarray(outcome, dtype=np.int8), meta
+
+
+def save_value_function_predictions(run_id: str, store_root=None, *, checkpoint_step: int | None = None,
+                                    include_truncated: bool = False) -> str:
+    """Score a run's value function as a success predictor on its recorded episodes and store the set.
+
+    Reads the run's episodes from the rollout store (``workbench rollout RUN`` records them; all checkpoints,
+    or one ``checkpoint_step``), maps them with :func:`predictions_from_episodes` (the game's
+    :data:`SUCCESS_REWARD`; values are already in reward units, as :func:`workbench.rollouts.record_run`
+    stores them) and saves the set with source ``"value_function"``; returns its id."""
+    from workbench.rollouts import RolloutStore
+
+    rollouts = RolloutStore(store_root)
+    infos = [i for i in rollouts.list(run_id=run_id, checkpoint_step=checkpoint_step) if i.policy == "checkpoint"]
+    if not infos:
+        at = "" if checkpoint_step is None else f" at checkpoint step {checkpoint_step}"
+        raise ValueError(f"run {run_id!r} has no recorded episodes{at}: record some first, e.g. "
+                         f"`workbench rollout {run_id} --episodes 100 --levels test --no-hires`")
+    games = sorted({i.env for i in infos})
+    unknown = [g for g in games if g not in SUCCESS_REWARD]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} has no binary success outcome; a value function reads as a success "
+                         f"probability only on {', '.join(sorted(SUCCESS_REWARD))}")
+    [game] = games  # a run plays one game
+    episodes = [rollouts.load(i.id, hires=False) for i in infos]
+    confidence, outcome, meta = predictions_from_episodes(episodes, SUCCESS_REWARD[game],
+                                                          include_truncated=include_truncated)
+    steps = sorted({i.checkpoint_step for i in infos})
+    meta.update(run_id=run_id, checkpoint_steps=steps)
+    at = f"step {steps[0]:,}" if len(steps) == 1 else f"{len(steps)} checkpoints"
+    return PredictionStore(store_root).save(f"{run_id} V(s0)/{SUCCESS_REWARD[game]:g} @ {at}", confidence, outcome,
+                                            source="value_function", meta=meta)

@@ -7,7 +7,8 @@ An :class:`Episode` holds, per step ``t`` of one whole episode:
   in the game's reward units: PPO's value head predicts returns of *normalized* rewards, so
   :func:`record_run` multiplies it by the checkpoint's reward-normalizer scale sqrt(var + eps));
 * ``rewards[t]`` -- the environment's reward for ``actions[t]`` (the true, "gold" reward);
-* ``dones[t]`` -- True on the last step only;
+* ``dones[t]`` -- the env's done flag: True on the last step only, or nowhere when the recording was
+  cut short by ``max_steps`` (the episode then has no outcome);
 * and, when recorded, the game's 512x512 render of the same state (:class:`HiresFrames`) for people.
 
 Recording
@@ -417,7 +418,9 @@ def _play_one(core: PolicyCore | None, env, generator: torch.Generator, rng: np.
     """Play env 0 of ``env`` until its episode ends (or ``max_steps``); returns arrays, hires frames, level seed."""
     frames, actions, probs, values, rewards, hires_frames = [], [], [], [], [], []
     obs = env.reset()
-    level_seed = None
+    info = getattr(getattr(env, "_env", None), "get_info", None)  # procgen: the level being played
+    level_seed = info()[0].get("level_seed") if info is not None else None
+    level_seed = None if level_seed is None else int(level_seed)
     while True:
         if hires:
             hires_frames.append(env.render()[0])
@@ -440,8 +443,9 @@ def _play_one(core: PolicyCore | None, env, generator: torch.Generator, rng: np.
             if finished:
                 level_seed = finished[0].level_seed
             break
+    # The env's own done flags: an episode cut by max_steps ends without one (it has no outcome).
     dones = np.zeros(len(actions), bool)
-    dones[-1] = True
+    dones[-1] = bool(done[0])
     arrays = dict(frames=np.stack(frames), actions=np.array(actions), probs=np.stack(probs),
                   values=np.array(values, np.float32), rewards=np.array(rewards, np.float32), dones=dones)
     return arrays, (np.stack(hires_frames) if hires else None), level_seed
@@ -457,7 +461,7 @@ def record_episodes(core: PolicyCore | None, env_name: str, *, episodes: int = 1
     high-resolution frames (or None). With ``level_seeds``, one episode per seed on exactly that level
     (``episodes`` is ignored); otherwise ``episodes`` consecutive episodes on the levels given by
     ``num_levels``/``start_level`` (0 = the whole distribution). ``max_steps`` cuts an episode short
-    (its last step is then marked done although the game did not end). Values are multiplied by
+    (its ``dones`` are then all False: the game did not end). Values are multiplied by
     ``value_scale`` (the reward normalizer's scale, to express them in game reward units)."""
     from workbench.env_registry import make_vec_env
 
