@@ -444,3 +444,35 @@ def test_cli_reward_train(tmp_path, capsys):
     assert main(["--store", str(tmp_path), "reward", "train", "--campaign", "tp", "--set", "bogus=1"]) == 2
     assert "unknown RewardConfig setting" in capsys.readouterr().err
     assert main(["--store", str(tmp_path), "reward", "train", "--campaign", "nope"]) == 2
+
+
+def test_warm_start_begins_from_the_given_ensemble(tmp_path):
+    from workbench.labels import LabelStore
+    from workbench.synthetic import SyntheticLabeler, label_campaign
+
+    class WordGold:
+        kinds = ("text_pair",)
+
+        def pair_scores(self, payloads):
+            return [(p["a"].split().count("good"), p["b"].split().count("good")) for p in payloads]
+
+    rng = np.random.default_rng(1)
+    words = ["the", "a", "cat", "dog", "sat", "ran"]
+    labels = LabelStore(tmp_path)
+    labels.create_campaign("pairs", "text_pair")
+    labels.add_items("pairs", [{"prompt": f"q{i}", "a": " ".join(list(rng.choice(words, 3)) + ["good"] * int(k)),
+                                "b": " ".join(list(rng.choice(words, 3)) + ["good"] * int(3 - k))}
+                               for i, k in enumerate(rng.integers(0, 4, 80))])
+    label_campaign("pairs", SyntheticLabeler("words"), WordGold(), store_root=tmp_path)
+    encoder = {"name": "hashed_bow", "dim": 4096, "ngrams": 1}
+    first = train_reward_model("pairs", tmp_path, RewardConfig(members=1, epochs=20, lr=0.05, batch_size=8,
+                                                                 text_encoder=encoder)).ensemble
+    assert first.kind == "text"
+    tiny_step = RewardConfig(members=1, epochs=1, lr=1e-7, batch_size=8, text_encoder=encoder, seed=5)
+    warm = train_reward_model("pairs", tmp_path, tiny_step, init=first)
+    cold = train_reward_model("pairs", tmp_path, tiny_step)
+    for (name, p_first), p_warm in zip(first.members.named_parameters(), warm.ensemble.members.parameters()):
+        torch.testing.assert_close(p_warm, p_first, atol=1e-4, rtol=0, msg=name)  # one tiny step from `first`
+    assert warm.metrics["heldout_accuracy"] > cold.metrics["heldout_accuracy"]
+    with pytest.raises(ValueError, match="cannot warm-start"):
+        train_reward_model("pairs", tmp_path, RewardConfig(members=2, epochs=1, text_encoder=encoder), init=first)

@@ -776,9 +776,12 @@ def _pair_probs(ensemble: RewardEnsemble, data: PreferenceData, kind: str, bank,
 
 def fit_ensemble(data: PreferenceData, config: RewardConfig, *, bank: ClipBank | None = None,
                  train_mask: np.ndarray | None = None, heldout_mask: np.ndarray | None = None,
-                 on_epoch: Callable[[EpochMetrics], None] | None = None, meta: dict | None = None) -> RewardEnsemble:
+                 on_epoch: Callable[[EpochMetrics], None] | None = None, meta: dict | None = None,
+                 init: RewardEnsemble | None = None) -> RewardEnsemble:
     """Train an ensemble on `data` (clips need `bank`). Members train in lockstep, one epoch each in turn, so
-    the ensemble's held-out metrics exist after every epoch; `on_epoch` receives them."""
+    the ensemble's held-out metrics exist after every epoch; `on_epoch` receives them. `init`: an ensemble of
+    the same shape to start from (a warm start, as Christiano et al. keep training one predictor while labels
+    arrive); its members' weights are copied, the normalization is recomputed at the end as always."""
     kind = data.kind
     if kind == "clip" and bank is None:
         raise ValueError("clip preference data needs a ClipBank of the clips' frames")
@@ -794,6 +797,16 @@ def fit_ensemble(data: PreferenceData, config: RewardConfig, *, bank: ClipBank |
     model_config = {"width": config.width, "hidden": config.hidden} if kind == "clip" else {"hidden": config.text_hidden}
     ensemble = build_ensemble(kind, config.members, model_config, reward_std=config.reward_std,
                               noise_floor=config.noise_floor, encoder_spec=config.text_encoder, meta=meta).to(device)
+    if init is not None:
+        shape = (init.kind, len(init), init.model_config)
+        if shape != (kind, config.members, model_config):
+            raise ValueError(f"cannot warm-start from a {init.kind} ensemble of {len(init)} members with "
+                             f"{init.model_config}: this one is {kind}, {config.members} members, {model_config}")
+        if kind == "text":
+            spec = lambda e: {"name": e.encoder.name, **e.encoder.config()}  # noqa: E731
+            if spec(init) != spec(ensemble):
+                raise ValueError(f"cannot warm-start: the encoder differs ({spec(init)} vs {spec(ensemble)})")
+        ensemble.members.load_state_dict(init.members.state_dict())
     features = None
     if kind == "text":
         prompts, responses = zip(*data.items)
@@ -1027,14 +1040,16 @@ _KIND_OF_CAMPAIGN = {"clip_pair": "clip", "text_pair": "text", "ranking": "text"
 
 def train_reward_model(campaign: str, store_root: str | os.PathLike | None = None,
                        config: RewardConfig | None = None, *, name: str | None = None,
-                       progress: Callable[[str], None] | None = None) -> RewardTrainingResult:
+                       progress: Callable[[str], None] | None = None,
+                       init: RewardEnsemble | None = None) -> RewardTrainingResult:
     """Train a reward-model ensemble on a labeling campaign's comparisons.
 
     Reads `LabelStore(store_root).comparisons(campaign)` (rankings arrive expanded into their C(K, 2) pairs,
     grouped), loads clip frames from the RolloutStore (each episode once), trains (:func:`fit_ensemble`), logs
     per-epoch metrics to a run (algo "reward") in the RunStore, saves the held-out P(A > B) to the
     PredictionStore (source "reward_model"; outcome 1 = the labeler preferred A, "equal" labels left out) and
-    the model to :func:`reward_model_dir`. Returns a :class:`RewardTrainingResult`."""
+    the model to :func:`reward_model_dir`. `init`: warm-start from an ensemble of the same shape
+    (:func:`fit_ensemble`). Returns a :class:`RewardTrainingResult`."""
     from workbench.labels import LabelStore
     from workbench.predictions import PredictionStore
     from workbench.runs import RunStore
@@ -1082,7 +1097,7 @@ def train_reward_model(campaign: str, store_root: str | os.PathLike | None = Non
 
     try:
         ensemble = fit_ensemble(data, config, bank=bank, train_mask=train_mask, heldout_mask=held_mask,
-                                on_epoch=on_epoch, meta={"run_id": run_id, "campaign": campaign})
+                                on_epoch=on_epoch, meta={"run_id": run_id, "campaign": campaign}, init=init)
         prediction_set = None
         held = data.subset(held_mask)
         strict = held.mu != 0.5

@@ -43,8 +43,9 @@ dashboard, and each retraining uses whatever labels exist by then), and retrains
 the campaign's labels (`workbench.reward.train_reward_model`), which then replaces the reward in the roller.
 Christiano et al. run the three processes asynchronously, keep training one predictor (a warm start), pick
 pairs where the ensemble disagrees and decay the label rate over time; here they take turns at iteration
-boundaries, at a constant rate, with uniformly sampled pairs, and each round trains a fresh ensemble on all
-labels so far (the reward trainer has no warm-start input; a `retrain` function with one can be passed).
+boundaries, at a constant rate; each round continues training the current ensemble on all labels so far
+(`online_warm_start`, off = a fresh ensemble each round) and pairs are sampled uniformly or, with
+`online_pair_strategy="disagreement"`, where the ensemble's members disagree most.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class RewardModelSettings:
     online_trace_envs: int = 4          # envs whose episodes are kept for clips (frames cost memory)
     online_keep_episodes: int = 64      # most recent finished episodes kept between rounds
     online_reward_settings: dict = field(default_factory=dict)  # keyword settings for train_reward_model
+    online_warm_start: bool = True      # each round continues from the current model (Christiano: one predictor
+                                        # trained as labels arrive); False = a fresh ensemble each round
 
     def reward_model_problems(self) -> list[str]:
         problems = []
@@ -355,8 +358,8 @@ class RewardModelHook:
         metrics = {"rlhf/online_items": float(len(new_items)), "rlhf/online_labels": float(labeled)}
         if labeled:
             retrain = self.retrain or default_retrain
-            model, fit_metrics, path = retrain(campaign, root, self.reward_model,
-                                               dict(self.config.online_reward_settings))
+            previous = self.reward_model if self.config.online_warm_start else None
+            model, fit_metrics, path = retrain(campaign, root, previous, dict(self.config.online_reward_settings))
             self.online.rounds += 1
             self.online.model_path = str(path)
             self._use(model)
@@ -422,15 +425,13 @@ def default_gold_labeler(labels, campaign: str, item_ids: list[int], rollouts) -
 
 def default_retrain(campaign: str, root, previous, settings: dict):
     """Train the next reward model on every label of `campaign` so far (`workbench.reward.train_reward_model`,
-    settings = RewardConfig overrides); returns (ensemble, last-epoch metrics, saved path).
-
-    Departure: Christiano et al. keep training one predictor as labels arrive (a warm start); the trainer
-    has no warm-start input, so each round trains a fresh ensemble on all labels (`previous` is unused here;
-    a `retrain` with a warm start can be passed to `train`)."""
+    settings = RewardConfig overrides), starting from `previous` when it is an ensemble of the same shape (the
+    warm start, `online_warm_start`), else from scratch; returns (ensemble, last-epoch metrics, saved path)."""
     from workbench import reward
 
-    result = reward.train_reward_model(campaign, root, reward.RewardConfig.from_overrides(settings),
-                                       name=f"{campaign} reward model")
+    config = reward.RewardConfig.from_overrides(settings)
+    init = previous if isinstance(previous, reward.RewardEnsemble) and len(previous) == config.members else None
+    result = reward.train_reward_model(campaign, root, config, name=f"{campaign} reward model", init=init)
     return result.ensemble, result.metrics, result.model_path
 
 
