@@ -94,8 +94,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from workbench.runs import BUSY_TIMEOUT_S, default_root
-from workbench.storage import atomic_write, immediate_transaction
+from workbench.runs import default_root
+from workbench.storage import atomic_write, connect, immediate_transaction, read_jsonl
 
 CAMPAIGN_KINDS = ("clip_pair", "text_pair", "ranking")
 CHOICES = ("left", "right", "equal", "cant_tell", "skip")  # as the labeler saw them
@@ -587,13 +587,9 @@ class LabelStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # a connection must not cross a fork
-            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=True)
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             # (journal_mode = WAL is a property of the file, set once in _create_schema: setting it on every
             # new connection takes a lock, and a thread opening its connection could wait in the busy handler.)
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            conn = connect(self.db_path, synchronous="FULL", wal=False)
             self._local.conn, self._local.pid, self._local.durable = conn, os.getpid(), True
         return conn
 
@@ -1182,21 +1178,7 @@ class LabelStore:
         refused (one label per labeler per item) rather than duplicated. Ids are new.
         """
         path = Path(path)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not UTF-8 text ({e})") from None
-        parsed = []
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {n}: expected a JSON object, got {type(row).__name__}")
-            parsed.append((n, row))
+        parsed = read_jsonl(path)
         campaigns: dict[str, Campaign] = {}  # target campaigns (existing, or created in the transaction)
         new_campaigns: list[Campaign] = []
         prepared = []
@@ -1352,15 +1334,8 @@ class _PreferredOnly:  # enough of a Label for Label.chosen_rejected
 def read_items_jsonl(path: str | os.PathLike, kind: str) -> list[dict]:
     """Item payloads from a JSON Lines file (one item per line, e.g. ``{"prompt", "a", "b", "meta"}`` or
     ``{"prompt", "responses", "meta"}``), each validated; a bad line raises ValueError naming the line."""
-    path = Path(path)
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            payload = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+    for n, payload in read_jsonl(path):
         try:
             out.append(validate_payload(kind, payload, "item"))
         except ValueError as e:

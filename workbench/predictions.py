@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.runs import default_root
-from workbench.storage import atomic_write, immediate_transaction
+from workbench.storage import atomic_write, connect, immediate_transaction
 
 __all__ = [
     "SOURCES",
@@ -64,7 +64,6 @@ __all__ = [
 
 DB_FILENAME = "predictions.sqlite"
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0
 #: The sources the workbench itself writes; any other non-empty string is accepted too.
 SOURCES = ("reward_model", "value_function", "jsonl")
 MAX_REPORTED_ERRORS = 20
@@ -274,20 +273,17 @@ class PredictionStore:
     # A connection per operation: cheap, and safe across the threads of a served dashboard.
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        # FULL: an index row survives an OS crash once committed (the store writes rarely).
+        conn = connect(self.db_path, synchronous="FULL")
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
             yield conn
         finally:
             conn.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("PRAGMA synchronous = FULL")  # an index row survives an OS crash once committed
-            with immediate_transaction(conn):
-                yield conn
+        with self._connect() as conn, immediate_transaction(conn):
+            yield conn
 
     # ---- writing --------------------------------------------------------------------------------
 

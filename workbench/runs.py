@@ -67,13 +67,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from workbench.storage import atomic_write, immediate_transaction
+from workbench.storage import atomic_write, connect, immediate_transaction
 
 RUN_STATUSES = ("created", "running", "finished", "failed", "stopped")
 SCHEMA_VERSION = 2  # 2: the rollouts index (workbench.rollouts)
 DB_FILENAME = "workbench.sqlite"
 DEFAULT_KEEP_CHECKPOINTS = 3
-BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -213,12 +212,7 @@ class RunStore:
         conn = getattr(self._local, "conn", None)
         # A connection must not cross a fork: the child opens its own.
         if conn is None or self._local.pid != os.getpid():
-            # isolation_level=None: autocommit; writes open explicit BEGIN IMMEDIATE transactions.
-            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            conn = connect(self.db_path)
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 

@@ -8,6 +8,7 @@ renamed over the final name (atomic on POSIX), and the folder is fsynced so the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -63,3 +64,41 @@ def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connecti
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another's lock before SQLITE_BUSY
+
+
+def connect(db_path: str | os.PathLike, *, synchronous: str = "NORMAL", wal: bool = True) -> sqlite3.Connection:
+    """An autocommit SQLite connection (writes go through :func:`immediate_transaction`) that waits up to
+    :data:`BUSY_TIMEOUT_S` for other writers. ``wal``: switch the file to write-ahead logging (readers never
+    block the writer); a store that set it once on the file can skip the lock this takes."""
+    conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    if wal:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def read_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """The JSON objects of a JSON Lines file as (line number, object), blank lines skipped. A line that is not
+    a JSON object raises ValueError naming the file and the line, so an import can refuse the whole file."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: line {n}: expected a JSON object, got {type(row).__name__}")
+        rows.append((n, row))
+    return rows

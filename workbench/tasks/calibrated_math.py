@@ -35,7 +35,6 @@ regenerates its question (:func:`question_from_id`) and the evaluation harness n
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import zlib
@@ -568,20 +567,9 @@ class CalibratedMathReport:
 
 def _load(outputs) -> list[dict]:
     if isinstance(outputs, (str, Path)):
-        path = Path(outputs)
-        records = []
-        with path.open() as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(rec, dict):
-                    raise ValueError(f"{path}:{lineno}: each line must be a JSON object")  # noqa: TRY004 (bad file content)
-                records.append(rec)
-        return records
+        from workbench.storage import read_jsonl
+
+        return [rec for _, rec in read_jsonl(outputs)]
     records = list(outputs)
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
