@@ -317,32 +317,6 @@ def test_text_model_save_load(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ campaigns
 
-def colour_episodes(store_root, n_episodes=24, length=8, seed=0):
-    """Colour-cue frames whose per-step true reward is a known function of the pixels (the colour index),
-    saved as episodes (the toy env's own reward depends on the action, which a frame does not show)."""
-    from workbench.rollouts import Episode, RolloutStore
-    from workbench.toy_env import ColourCueVecEnv
-
-    env = ColourCueVecEnv(n_episodes, num_colours=4, seed=seed)
-    frames, colours = [], []
-    for _ in range(length):
-        frames.append(env.reset())
-        colours.append(env._colours.copy())
-        env.step(np.zeros(n_episodes, dtype=np.int64))
-    frames, colours = np.stack(frames, 1), np.stack(colours, 1)
-    reward_of_colour = np.array([0.0, 1.0, 2.0, 3.0], np.float32)
-    store = RolloutStore(store_root)
-    ids = []
-    for e in range(n_episodes):
-        dones = np.zeros(length, bool)
-        dones[-1] = True
-        ep = Episode(frames=frames[e], actions=np.zeros(length, np.int64), probs=np.full((length, 15), 1 / 15, np.float32),
-                     values=np.full(length, np.nan, np.float32), rewards=reward_of_colour[colours[e]], dones=dones,
-                     env="colour_cue", level_seed=None, levels="test", distribution_mode="easy", policy="random")
-        ids.append(store.save(ep))
-    return ids, frames, reward_of_colour[colours]
-
-
 def test_training_errors_from_campaigns(tmp_path):
     from workbench.labels import LabelStore
 
@@ -375,9 +349,9 @@ def test_clip_reward_model_learns_a_known_reward(tmp_path):
     from workbench.predictions import PredictionStore
     from workbench.rollouts import RolloutStore
     from workbench.runs import RunStore
-    from workbench.synthetic import SyntheticLabeler, label_campaign
+    from workbench.synthetic import SyntheticLabeler, colour_reward_episodes, label_campaign
 
-    ids, frames, true_step_rewards = colour_episodes(tmp_path)
+    ids, frames, true_step_rewards = colour_reward_episodes(tmp_path)
     labels = LabelStore(tmp_path)
     labels.create_campaign("colours", "clip_pair")
     labels.add_items("colours", sample_clip_pairs(RolloutStore(tmp_path).list(), 240, length=4, rng=0))

@@ -36,7 +36,8 @@ import numpy as np
 
 MODES = ("deterministic", "bradley_terry")
 
-__all__ = ["MODES", "SyntheticLabeler", "EnvGold", "ModelGold", "label_campaign", "clip_gold_return"]
+__all__ = ["MODES", "SyntheticLabeler", "EnvGold", "ModelGold", "label_campaign", "clip_gold_return",
+           "colour_reward_episodes"]
 
 
 @dataclass(frozen=True)
@@ -243,3 +244,33 @@ def label_campaign(campaign: str, labeler: SyntheticLabeler, gold: Any = None, *
         store.label_direct(campaign, item_id, who, choice, source=labeler.source)
         written += 1
     return written
+
+
+def colour_reward_episodes(store_root=None, *, n_episodes: int = 24, length: int = 8, seed: int = 0):
+    """A reward-learning task with a known answer: colour-cue frames (4 colours) saved as episodes whose
+    per-step true reward is the colour index (0..3), a function of the pixels alone (the toy env's own reward
+    depends on the action, which a frame does not show). Label clip pairs of them with the gold labeler and a
+    reward model should learn to order the colours. Returns (episode ids, frames (E, T, 64, 64, 3),
+    true per-step rewards (E, T))."""
+    import numpy as np
+
+    from workbench.rollouts import Episode, RolloutStore
+    from workbench.toy_env import ColourCueVecEnv
+
+    env = ColourCueVecEnv(n_episodes, num_colours=4, seed=seed)
+    frames, colours = [], []
+    for _ in range(length):
+        frames.append(env.reset())
+        colours.append(env._colours.copy())
+        env.step(np.zeros(n_episodes, dtype=np.int64))
+    frames, colours = np.stack(frames, 1), np.stack(colours, 1)
+    reward_of_colour = np.array([0.0, 1.0, 2.0, 3.0], np.float32)
+    store = RolloutStore(store_root)
+    ids = []
+    for e in range(n_episodes):
+        episode = Episode(frames=frames[e], actions=np.zeros(length, np.int64),
+                          probs=np.full((length, 15), 1 / 15, np.float32), values=np.full(length, np.nan, np.float32),
+                          rewards=reward_of_colour[colours[e]], dones=np.arange(length) == length - 1,
+                          env="colour_cue", level_seed=None, levels="test", distribution_mode="easy", policy="random")
+        ids.append(store.save(episode))
+    return ids, frames, reward_of_colour[colours]
