@@ -210,7 +210,7 @@ def test_rl_raises_a_known_step_reward_that_replaces_the_env_reward(tmp_path, mo
     proxy = store.metric_series(run, "rlhf/proxy_reward")[1]
     gold = store.metric_series(run, "rlhf/gold_reward")[1]
     assert proxy[0] < 0.45
-    assert _mean_last(store, run, "rlhf/proxy_reward") > 0.65  # measured 0.78
+    assert _mean_last(store, run, "rlhf/proxy_reward") > 0.65
     assert _mean_last(store, run, "rlhf/gold_reward") < gold[0]
     assert _mean_last(store, run, "rlhf/kl") > 0.5
 
