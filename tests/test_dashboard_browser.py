@@ -10,6 +10,7 @@ The browser test is skipped only when /usr/bin/chromium is absent (`apt-get inst
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -45,6 +46,29 @@ def start_dashboard(store_root: Path, port: int) -> subprocess.Popen:
     page = wait_for_http_200(f"http://127.0.0.1:{port}/", timeout=90, proc=proc)
     assert "<title>RL Workbench</title>" in page
     return proc
+
+
+@contextlib.contextmanager
+def dashboard_page(store_root: Path, screenshot: str, *, width: int = 1400, height: int = 1600):
+    """The served dashboard (its own process) open in a headless Chromium page. At the end, pass or fail, a
+    full-page screenshot goes to test-artifacts/<screenshot>, and the browser and the server are stopped."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = start_dashboard(store_root, port)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            try:
+                page.goto(f"http://127.0.0.1:{port}/")
+                yield page
+            finally:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+                browser.close()
+    finally:
+        stop_process(server)
 
 
 def kill_runs(store: RunStore) -> None:
@@ -84,58 +108,43 @@ def status_text(page) -> str:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)")
 def test_launch_watch_and_stop_a_run_from_the_page(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     store = RunStore(tmp_path / "store")
-    port = free_port()
-    server = start_dashboard(store.root, port)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1800})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.get_by_text("Monitor", exact=True).first.click()
-                page.locator(".wb-form-env select").first.wait_for(timeout=60_000)
-                page.locator(".wb-form-env select").first.select_option("colour_cue")
-                for key, value in FORM.items():
-                    box = page.locator(f".wb-form-{key} input").first
-                    box.fill(value)
-                    box.press("Tab")  # Bokeh sends a text input's value on change (blur)
-                page.locator(".wb-launch button").first.click()
+        with dashboard_page(store.root, "training_monitor.png", height=1800) as page:
+            page.get_by_text("Monitor", exact=True).first.click()
+            page.locator(".wb-form-env select").first.wait_for(timeout=60_000)
+            page.locator(".wb-form-env select").first.select_option("colour_cue")
+            for key, value in FORM.items():
+                box = page.locator(f".wb-form-{key} input").first
+                box.fill(value)
+                box.press("Tab")  # Bokeh sends a text input's value on change (blur)
+            page.locator(".wb-launch button").first.click()
 
-                wait_until(lambda: store.list_runs(), 120, "the run to be registered")
-                [info] = store.list_runs()
-                assert info.env == "colour_cue" and info.config["num_envs"] == 8 and info.config["width"] == 0.25
-                assert process_alive(info.pid)
-                wait_until(lambda: "Launched" in pane_text(page, ".wb-message"), 60, "the message",
-                           lambda: pane_text(page, ".wb-message"))
+            wait_until(lambda: store.list_runs(), 120, "the run to be registered")
+            [info] = store.list_runs()
+            assert info.env == "colour_cue" and info.config["num_envs"] == 8 and info.config["width"] == 0.25
+            assert process_alive(info.pid)
+            wait_until(lambda: "Launched" in pane_text(page, ".wb-message"), 60, "the message",
+                       lambda: pane_text(page, ".wb-message"))
 
-                counts = []
+            counts = []
 
-                def grew():
-                    counts.append(plotted_points(page))
-                    return len(set(c for c in counts if c > 0)) >= 3
+            def grew():
+                counts.append(plotted_points(page))
+                return len(set(c for c in counts if c > 0)) >= 3
 
-                wait_until(grew, 240, "the number of plotted points to grow",
-                           lambda: f"(counts {counts}, status {status_text(page)!r}, run {store.get_run(info.id)})")
-                assert counts == sorted(counts), counts  # grows while it trains
-                m = re.search(r"(\d+) points plotted", status_text(page))
-                assert m and int(m.group(1)) > 0
+            wait_until(grew, 240, "the number of plotted points to grow",
+                       lambda: f"(counts {counts}, status {status_text(page)!r}, run {store.get_run(info.id)})")
+            assert counts == sorted(counts), counts  # grows while it trains
+            m = re.search(r"(\d+) points plotted", status_text(page))
+            assert m and int(m.group(1)) > 0
 
-                page.locator(".wb-stop button").first.click()
-                wait_until(lambda: store.get_run(info.id).status == "stopped", 120, 'the store status "stopped"',
-                           lambda: f"({store.get_run(info.id)}; message {pane_text(page, '.wb-message')!r})")
-                wait_until(lambda: ": stopped" in status_text(page), 60, "the page to show the stopped status",
-                           lambda: repr(status_text(page)))
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "training_monitor.png"), full_page=True)
-            finally:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "training_monitor_last.png"), full_page=True)
-                browser.close()
+            page.locator(".wb-stop button").first.click()
+            wait_until(lambda: store.get_run(info.id).status == "stopped", 120, 'the store status "stopped"',
+                       lambda: f"({store.get_run(info.id)}; message {pane_text(page, '.wb-message')!r})")
+            wait_until(lambda: ": stopped" in status_text(page), 60, "the page to show the stopped status",
+                       lambda: repr(status_text(page)))
     finally:
-        stop_process(server)
         kill_runs(store)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_dashboard import free_port, stop_process, wait_for_http_200  # tests/ is on sys.path under pytest
-from test_dashboard_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, child_env, start_dashboard, wait_until
+from test_dashboard_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, child_env, dashboard_page, wait_until
 
 from workbench.rollouts import NUM_ACTIONS, Episode, RolloutStore
 
@@ -133,30 +133,15 @@ def test_play_pause_and_scrub_in_chromium(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)")
 def test_rollouts_tab_in_the_dashboard_shows_a_clicked_episode(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     store = RolloutStore(tmp_path / "store")
     episode, _ = moving_square_episode(12)
     episode_id = store.save(episode)  # no hi-res render: the 64x64 view is shown
-    port = free_port()
-    server = start_dashboard(store.root, port)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            try:
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.get_by_text("Rollouts", exact=True).first.click()
-                cell = page.locator(".wb-ro-table .tabulator-cell", has_text=episode_id).first
-                cell.wait_for(timeout=60_000)
-                cell.click()
-                image = page.locator(".wb-frame img").first
-                image.wait_for(timeout=60_000)
-                assert image.evaluate("e => e.naturalWidth") == 64  # sent at 64x64, enlarged by the browser
-                assert shown_step(page) == 0
-            finally:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "rollouts_tab.png"), full_page=True)
-                browser.close()
-    finally:
-        stop_process(server)
+    with dashboard_page(store.root, "rollouts_tab.png") as page:
+        page.get_by_text("Rollouts", exact=True).first.click()
+        cell = page.locator(".wb-ro-table .tabulator-cell", has_text=episode_id).first
+        cell.wait_for(timeout=60_000)
+        cell.click()
+        image = page.locator(".wb-frame img").first
+        image.wait_for(timeout=60_000)
+        assert image.evaluate("e => e.naturalWidth") == 64  # sent at 64x64, enlarged by the browser
+        assert shown_step(page) == 0
