@@ -3,7 +3,7 @@
 What "straightforward" means here (how a single-file port is usually written): fp32 everywhere, NCHW tensors,
 observations converted to float32 on the host and stored as float32 (T, N, 3, 64, 64) in the rollout buffer,
 a Python loop for GAE on the host, `.item()` calls per minibatch. Same network (IMPALA CNN), same batch
-settings and the same losses as workbench.algos.ppo, so the two do the same arithmetic.
+settings and the same losses as workbench.rl.algos.ppo, so the two do the same arithmetic.
 
     python benchmarks/baseline_ppo.py --iterations 2   # prints one JSON line
 """
@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from workbench.envs import ProcgenVecEnv
-from workbench.policy import ImpalaCNN
+from workbench.rl.envs import ProcgenVecEnv
+from workbench.rl.policy import ImpalaCNN
 
 
 def run(env_name="coinrun", num_envs=64, num_steps=256, num_minibatches=8, epochs=3, iterations=2, seed=0):

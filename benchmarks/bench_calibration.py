@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench import calibration as cal
+from workbench.calibration import metrics as cal
 
 
 def best_of(fn, repeats: int) -> float:

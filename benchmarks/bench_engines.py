@@ -24,8 +24,8 @@ ENGINES = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")
 
 
 def one(algo: str, args) -> dict:
-    from workbench.algos import registry
-    from workbench.runs import RunStore
+    from workbench import registry
+    from workbench.storage.runs import RunStore
 
     extra = {"n_pi": args.n_pi} if algo.startswith("ppg") else {}
     config = registry.make_config(algo, "easy", env=args.env, num_envs=args.num_envs, num_steps=args.num_steps,

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.labels import LabelStore  # noqa: E402
+from workbench.preferences.labels import LabelStore  # noqa: E402
 
 GOAL_P95_S = 0.100
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_labeling import GOAL_P95_S, drive_labelers, latency_summary
 
 from widgets.comparison import ComparisonWidget
-from workbench.clips import sample_clip_pairs
-from workbench.labels import LabelStore
-from workbench.rollouts import Episode, RolloutStore
+from workbench.episodes.clips import sample_clip_pairs
+from workbench.episodes.rollouts import Episode, RolloutStore
+from workbench.preferences.labels import LabelStore
 
 ACTIONS = ["left", "right", "equal", "cant_tell", "skip"]
 

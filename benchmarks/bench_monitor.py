@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.runs import RunStore  # noqa: E402
+from workbench.storage.runs import RunStore  # noqa: E402
 
 METRICS = ("episode_return", "normalized_return")
 

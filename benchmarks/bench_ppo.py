@@ -30,7 +30,7 @@ BATCH = NUM_ENVS * NUM_STEPS
 
 
 def env_only(env_name: str, steps: int = 300) -> float:
-    from workbench.envs import ProcgenVecEnv
+    from workbench.rl.envs import ProcgenVecEnv
 
     env = ProcgenVecEnv(env_name, NUM_ENVS, num_levels=200)
     rng = np.random.default_rng(0)
@@ -58,8 +58,8 @@ def act_rate(core, reps: int = 30) -> float:
 
 def update_rate(core, minibatches: int = 4) -> float:
     """Samples/s of PPO minibatch steps (forward, losses, backward, clip, Adam) at the paper's minibatch size."""
-    from workbench.algos.ppo import PPOConfig, ppo_update
-    from workbench.algos.rollout import RolloutBuffer
+    from workbench.rl.algos.ppo import PPOConfig, ppo_update
+    from workbench.rl.algos.rollout import RolloutBuffer
 
     mb = BATCH // MINIBATCHES
     cfg = PPOConfig(num_envs=mb // 64, num_steps=64 * minibatches, num_minibatches=minibatches, update_epochs=1)
@@ -86,8 +86,8 @@ def _sync(device):
 
 
 def ours_end_to_end(env_name: str, iterations: int, device: str) -> dict:
-    from workbench.algos.ppo import PPOConfig, train
-    from workbench.runs import RunStore
+    from workbench.rl.algos.ppo import PPOConfig, train
+    from workbench.storage.runs import RunStore
 
     store = RunStore(tempfile.mkdtemp(prefix="bench-"))
     cfg = PPOConfig.paper("easy", env=env_name, total_timesteps=iterations * BATCH, device=device,
@@ -121,7 +121,7 @@ def main():
         print(json.dumps(ours_end_to_end(args.env, args.iterations, args.device)))
         return
 
-    from workbench.policy import ImpalaCNN, PolicyCore, resolve_device
+    from workbench.rl.policy import ImpalaCNN, PolicyCore, resolve_device
 
     device = resolve_device(args.device)
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else os.cpu_count()} "

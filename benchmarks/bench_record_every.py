@@ -18,9 +18,10 @@ import time
 
 import numpy as np
 
-from workbench.algos.ppo import PPOConfig, train
-from workbench.rollouts import RolloutStore
-from workbench.runs import RunStore
+from workbench.episodes.rollouts import RolloutStore
+from workbench.registry import train
+from workbench.rl.algos.ppo import PPOConfig
+from workbench.storage.runs import RunStore
 
 
 def main() -> None:

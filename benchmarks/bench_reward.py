@@ -3,7 +3,7 @@
     python benchmarks/bench_reward.py            # prints the tables of benchmarks/RESULTS_REWARD.md
 
 1. Learning: colour-cue frames whose per-step true reward is the colour index
-   (`workbench.synthetic.colour_reward_episodes`, 24 episodes x 8 steps), 240 uniform pairs of 4-step clips
+   (`workbench.preferences.synthetic.colour_reward_episodes`, 24 episodes x 8 steps), 240 uniform pairs of 4-step clips
    labeled by the deterministic gold labeler; held-out accuracy, loss and the learned order of the colours
    for a few model sizes (the second row is the setting of tests/test_reward.py).
 2. Throughput of the clip reward model: `step_rewards` (inference) and one member's training step
@@ -19,12 +19,20 @@ import time
 import numpy as np
 import torch
 
-from workbench.best_of_n import best_of_n_curve
-from workbench.clips import sample_clip_pairs
-from workbench.labels import LabelStore
-from workbench.reward import RewardConfig, build_ensemble, train_reward_model
-from workbench.rollouts import RolloutStore
-from workbench.synthetic import SyntheticLabeler, colour_reward_episodes, label_campaign
+from workbench.episodes.clips import sample_clip_pairs
+from workbench.episodes.rollouts import RolloutStore
+from workbench.preferences.best_of_n import best_of_n_curve
+from workbench.preferences.labels import LabelStore
+from workbench.preferences.reward import (
+    RewardConfig,
+    build_ensemble,
+    train_reward_model,
+)
+from workbench.preferences.synthetic import (
+    SyntheticLabeler,
+    colour_reward_episodes,
+    label_campaign,
+)
 
 LEARNING = [dict(width=0.125, hidden=16, lr=3e-3), dict(width=0.25, hidden=32, lr=1e-3),
             dict(width=0.25, hidden=32, lr=3e-3, l2=0.0)]

@@ -1,14 +1,14 @@
-"""RL against a reward model (workbench.algos.rlhf): the hook's cost, and the online loop's learning.
+"""RL against a reward model (workbench.preferences.rlhf): the hook's cost, and the online loop's learning.
 
     python benchmarks/bench_rlhf.py              # prints the tables of benchmarks/RESULTS_RLHF.md
 
-All runs: `colour_choice` (workbench.toy_env.ColourChoiceVecEnv: the next frame shows colour action % 4; the
+All runs: `colour_choice` (workbench.rl.toy_env.ColourChoiceVecEnv: the next frame shows colour action % 4; the
 env (gold) reward is 1 per red frame acted on), PPO 16 envs x 32 steps, 4 minibatches, 3 epochs, width 0.25,
 gamma 0.99, fp32, seed 0.
 
 1. Rollout-phase cost per 512-step iteration (median over iterations, `rollout_seconds` from the run store):
    plain PPO; `ppo-rm` with a pixel-colour step reward (the pi_init forward and the KL bookkeeping only);
-   `ppo-rm` with an untrained reward ensemble of workbench.reward's default size (3 members, width 0.5).
+   `ppo-rm` with an untrained reward ensemble of workbench.preferences.reward's default size (3 members, width 0.5).
 2. The online loop from no reward model (the setting of tests/test_rlhf.py): 12 iterations, a label round
    every 3 (96 clip pairs of 8 steps labeled by the gold labeler, a 1-member reward model warm-started each
    round); gold reward per step per iteration and each round's held-out accuracy.
@@ -21,10 +21,11 @@ import tempfile
 import numpy as np
 import torch
 
-from workbench.algos import ppo, rlhf
-from workbench.reward import build_ensemble
-from workbench.runs import RunStore
-from workbench.toy_env import PALETTE
+from workbench.preferences import rlhf
+from workbench.preferences.reward import build_ensemble
+from workbench.rl.algos import ppo
+from workbench.rl.toy_env import PALETTE
+from workbench.storage.runs import RunStore
 
 BASE = dict(env="colour_choice", num_envs=16, num_steps=32, num_minibatches=4, update_epochs=3, width=0.25,
             gamma=0.99, checkpoint_every=1000, seed=0, bf16=False)

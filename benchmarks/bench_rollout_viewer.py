@@ -47,7 +47,7 @@ def percentile(values, q) -> float:
 
 def play(game: str, steps: int, seed: int, render: bool):
     """(obs list, actions, rewards) of ``steps`` random steps; with ``render`` also yields the renders."""
-    from workbench.env_registry import make_vec_env
+    from workbench.rl.env_registry import make_vec_env
 
     env = make_vec_env(game, 1, distribution_mode="easy", num_levels=0, start_level=0, rand_seed=seed,
                        render_mode="rgb_array" if render else None)
@@ -66,7 +66,7 @@ def play(game: str, steps: int, seed: int, render: bool):
 
 def make_episode(store_root: Path, game: str, steps: int, seed: int) -> tuple[str, float]:
     """Record and save the benchmark episode; returns (id, seconds to record + save)."""
-    from workbench.rollouts import Episode, RolloutStore
+    from workbench.episodes.rollouts import Episode, RolloutStore
 
     t0 = time.perf_counter()
     frames, actions, rewards = [], [], []
@@ -118,7 +118,7 @@ def open_viewer(store_root: Path, episode_id: str, hires: bool):
     from bokeh.document import Document
 
     from widgets.rollout_viewer import RolloutViewer
-    from workbench.rollouts import RolloutStore
+    from workbench.episodes.rollouts import RolloutStore
 
     t0 = time.perf_counter()
     episode = RolloutStore(store_root).load(episode_id, hires=True)
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     import plotly.graph_objs
 
     import widgets.rollout_viewer  # noqa: F401
-    import workbench.rollouts  # noqa: F401
+    import workbench.episodes.rollouts  # noqa: F401
 
     # Panel's plotly pane touches go.FigureWidget on its first render, which imports ipywidgets and
     # nbformat: seconds, once per process (a served dashboard pays it when its first plot is drawn).
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-viewer-") as tmp:
         root = Path(tmp)
         episode_id, record_s = make_episode(root, args.game, args.steps, args.seed)
-        from workbench.rollouts import RolloutStore
+        from workbench.episodes.rollouts import RolloutStore
 
         info = RolloutStore(root).info(episode_id)
         files = {p.name: p.stat().st_size for p in Path(info.path).iterdir()}
@@ -233,7 +233,7 @@ def main(argv=None) -> int:
         "",
         f"Episode: {args.steps} steps of a random policy in {args.game} (easy) with the 512x512 render; policy "
         "outputs synthetic (see the script's docstring). Recording + saving took "
-        f"{record_s:.1f} s. Imports (panel, plotly incl. FigureWidget, the viewer, workbench.rollouts with torch): "
+        f"{record_s:.1f} s. Imports (panel, plotly incl. FigureWidget, the viewer, workbench.episodes.rollouts with torch): "
         f"{import_s:.1f} s, once per process.",
         "",
         "## Stored size",

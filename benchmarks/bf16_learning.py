@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from workbench.algos.ppo import PPOConfig, train
-from workbench.runs import RunStore
+from workbench.rl.algos.ppo import PPOConfig, train
+from workbench.storage.runs import RunStore
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Tests of workbench.agreement against hand-computed fixtures, published examples and sklearn."""
+"""Tests of workbench.preferences.agreement against hand-computed fixtures, published examples and sklearn."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from workbench.agreement import (
+from workbench.preferences.agreement import (
     agreement_report,
     campaign_agreement,
     campaign_records,
@@ -20,7 +20,7 @@ from workbench.agreement import (
     majority_agreement,
     pairwise_agreement,
 )
-from workbench.labels import LabelStore
+from workbench.preferences.labels import LabelStore
 
 # Hand-computed fixture (worked out on paper, see the comments):
 #   u1: A a, B a, C equal   pairs AB 1, AC 0.5, BC 0.5

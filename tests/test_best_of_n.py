@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.best_of_n import (
+from workbench.preferences.best_of_n import (
     best_of_n_curve,
     best_of_n_estimates,
     best_of_n_weights,
@@ -173,8 +173,8 @@ def test_sample_best_of_n_scores_episodes_with_the_proxy_and_the_gold():
     to the per-episode sums, and best-of-n raises the gold."""
     import torch
 
-    from workbench.best_of_n import best_of_n_curve, sample_best_of_n
-    from workbench.toy_env import PALETTE
+    from workbench.preferences.best_of_n import best_of_n_curve, sample_best_of_n
+    from workbench.rl.toy_env import PALETTE
 
     red = torch.tensor(PALETTE[0], dtype=torch.float32)
 

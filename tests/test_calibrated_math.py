@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from workbench.calibration import calibrated_math as cm
 
-from workbench import calibration
-from workbench.tasks import calibrated_math as cm
+from workbench.calibration import metrics as calibration
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sk_log_loss
 
-from workbench import calibration as C
+from workbench.calibration import metrics as C
 
 
 @pytest.fixture(scope="module")
@@ -306,8 +306,8 @@ def test_vectorized_speed_smoke():
 
 
 def test_headless_modules_import_no_ui_library():
-    code = ("import sys, workbench.calibration, workbench.verifiers, workbench.tasks.calibrated_math, "
-            "workbench.predictions; "
+    code = ("import sys, workbench.calibration.metrics, workbench.calibration.verifiers, workbench.calibration.calibrated_math, "
+            "workbench.calibration.predictions; "
             "print([m for m in ('panel', 'plotly', 'ipywidgets', 'bokeh') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

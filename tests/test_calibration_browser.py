@@ -1,7 +1,7 @@
 """The dashboard's Calibration tab in a real browser (Playwright + Debian's Chromium).
 
 Two stored prediction sets are overlaid: the page's plotly figure has one reliability curve per set with one
-point per non-empty bin (the numbers of workbench.calibration.reliability_bins), count bars beneath, and the
+point per non-empty bin (the numbers of workbench.calibration.metrics.reliability_bins), count bars beneath, and the
 metrics table shows the sets' ECE. Then a bad JSONL upload shows its line-numbered errors and stores nothing,
 and a good one is imported and drawn. A screenshot goes to test-artifacts/.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from test_dashboard_browser import CHROMIUM, dashboard_page, pane_text, wait_until
 
-from workbench import calibration as cal
-from workbench.predictions import PredictionStore
-from workbench.runs import RunStore
+from workbench.calibration import metrics as cal
+from workbench.calibration.predictions import PredictionStore
+from workbench.storage.runs import RunStore
 
 N_BINS = 15  # the diagram's default
 

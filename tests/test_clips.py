@@ -1,4 +1,4 @@
-"""Clip-pair sampling (workbench.clips): valid segments, uniform over segments, no repeated pairs,
+"""Clip-pair sampling (workbench.episodes.clips): valid segments, uniform over segments, no repeated pairs,
 disagreement selection = the top-scored candidates, and clips read from a real RolloutStore."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workbench.clips import (
+from workbench.episodes.clips import (
     DEFAULT_CLIP_LENGTH,
     check_clip_ref,
     clip_frames,
     ensemble_disagreement_scorer,
     sample_clip_pairs,
 )
-from workbench.rollouts import Episode, RolloutStore
+from workbench.episodes.rollouts import Episode, RolloutStore
 
 
 def fake_episodes(lengths: dict[str, int]) -> list[dict]:

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from widgets.comparison import ComparisonWidget, render_markdown, render_text, safe_link
-from workbench.labels import LabelStore
-from workbench.rollouts import Episode, RolloutStore
+from workbench.episodes.rollouts import Episode, RolloutStore
+from workbench.preferences.labels import LabelStore
 
 XSS = "<script>window.__xss=1</script>"
 IMG = '<img src=x onerror="window.__xss=2">'
@@ -307,7 +307,7 @@ def test_labeling_tab_imports_jsonl_and_names_the_bad_line(store):
 
 def test_statistics_match_the_agreement_module(store):
     from widgets.labeling import LabelingTab
-    from workbench.agreement import campaign_agreement
+    from workbench.preferences.agreement import campaign_agreement
 
     text_campaign(store, n=3, overlap=2)
     for labeler, answers in (("ann", ["a", "a", "equal"]), ("ben", ["a", "b", "equal"])):  # canonical

@@ -19,7 +19,7 @@ import pytest
 
 import widgets.app as app
 from widgets.runs_table import TEXT_COLUMNS, RunsTable
-from workbench.runs import RunStore
+from workbench.storage.runs import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 XSS_NAME = "<script>alert(1)</script>"

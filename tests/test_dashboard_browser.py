@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from test_dashboard import free_port, stop_process  # noqa: E402 (tests/ is on sys.path under pytest)
 
-from workbench.runs import RunStore, process_alive
+from workbench.storage.runs import RunStore, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

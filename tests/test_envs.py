@@ -4,7 +4,7 @@ import numpy as np
 import procgen
 import pytest
 
-from workbench.envs import (
+from workbench.rl.envs import (
     DISTRIBUTION_MODES,
     GAMES,
     NORMALIZATION_CONSTANTS,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.evaluate import (
+from workbench.rl.evaluate import (
     PROTOCOLS,
     RunScore,
     evaluate_run,
@@ -16,8 +16,8 @@ from workbench.evaluate import (
     table_to_csv,
     table_to_markdown,
 )
-from workbench.grid import run_grid, write_tables
-from workbench.runs import RunStore
+from workbench.storage.runs import RunStore
+from workbench.studies.benchmark import run_grid, write_tables
 
 
 def S(algo, game, seed, tr, te, trn, ten):
@@ -86,8 +86,8 @@ def test_grid_trains_evaluates_and_is_deterministic(tmp_path):
 
 
 def test_run_episodes_gives_each_env_its_quota():
-    from workbench.policy import ImpalaCNN, PolicyCore
-    from workbench.toy_env import ColourCueVecEnv
+    from workbench.rl.policy import ImpalaCNN, PolicyCore
+    from workbench.rl.toy_env import ColourCueVecEnv
 
     core = PolicyCore(ImpalaCNN(width=0.25), "cpu")
     rets, lens = run_episodes(core, ColourCueVecEnv(4, episode_length=5), 10)

@@ -9,13 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.algos import registry
-from workbench.algos.batch_size import adjust_for_batch_size, parse_factor
-from workbench.algos.ewma import EWMAModel, beta_for_centre_of_mass, centre_of_mass
-from workbench.algos.losses import clipped_policy_loss, decoupled_policy_loss, normalize_advantages
-from workbench.algos.ppo import PPOConfig
-from workbench.algos.returns import AdvantageNormalizer
-from workbench.runs import RunStore
+from workbench import registry
+from workbench.rl.algos.batch_size import adjust_for_batch_size, parse_factor
+from workbench.rl.algos.ewma import EWMAModel, beta_for_centre_of_mass, centre_of_mass
+from workbench.rl.algos.losses import (
+    clipped_policy_loss,
+    decoupled_policy_loss,
+    normalize_advantages,
+)
+from workbench.rl.algos.ppo import PPOConfig
+from workbench.rl.algos.returns import AdvantageNormalizer
+from workbench.storage.runs import RunStore
 
 
 def test_ewma_matches_plain_weighted_average_with_bias_correction_and_reset():

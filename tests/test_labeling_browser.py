@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_dashboard import free_port, stop_process, wait_for_http_200
 
-from workbench.labels import LabelStore
+from workbench.preferences.labels import LabelStore
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

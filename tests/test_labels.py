@@ -1,4 +1,4 @@
-"""Tests of workbench.labels: campaigns, the assignment queue, labels, rankings, export/import, the CLI."""
+"""Tests of workbench.preferences.labels: campaigns, the assignment queue, labels, rankings, export/import, the CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.labels import (
+from workbench.preferences.labels import (
     GRADED_SCALE,
     Assignment,
     AssignmentExpiredError,
@@ -597,7 +597,7 @@ def test_export_parquet_error_is_clear_without_pyarrow(store, tmp_path, monkeypa
 
 
 def test_cli_import_export_stats(tmp_path, capsys):
-    from workbench.cli import main
+    from workbench.cli.main import main
 
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps(p) + "\n" for p in text_items(3)))

@@ -1,4 +1,4 @@
-"""Crash safety and multi-process concurrency of workbench.labels (real processes, SIGKILL)."""
+"""Crash safety and multi-process concurrency of workbench.preferences.labels (real processes, SIGKILL)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from workbench.labels import LabelStore
+from workbench.preferences.labels import LabelStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Labels as fast as it can; prints a label id only AFTER submit() has returned (= acknowledged).
 LABELER = """
 import random, sys
-from workbench.labels import LabelStore
+from workbench.preferences.labels import LabelStore
 store = LabelStore(sys.argv[1])
 labelers = ["l0", "l1", "l2"]
 rng = random.Random()
@@ -41,7 +41,7 @@ while True:
 
 IMPORTER = """
 import sys
-from workbench.labels import LabelStore
+from workbench.preferences.labels import LabelStore
 n = LabelStore(sys.argv[1]).import_jsonl(sys.argv[2])
 print("IMPORTED", n, flush=True)
 """
@@ -144,7 +144,7 @@ def test_import_killed_midway_is_all_or_nothing(tmp_path):
 WORKER = """
 import json, random, sys, time
 from pathlib import Path
-from workbench.labels import LabelStore
+from workbench.preferences.labels import LabelStore
 root, me, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 store = LabelStore(root)
 labelers = [me + "a", me + "b"]

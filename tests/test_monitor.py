@@ -1,4 +1,4 @@
-"""Headless pieces of the training monitor (workbench/monitor.py) against plain references, and the
+"""Headless pieces of the training monitor (workbench/monitor/metrics.py) against plain references, and the
 launcher with a real tiny colour_cue run."""
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench import monitor as mon
-from workbench.runs import RunStore, process_alive
+from workbench.monitor import launch
+from workbench.monitor import metrics as mon
+from workbench.monitor import system as system_use
+from workbench.storage import tensorboard
+from workbench.storage.runs import RunStore, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(env="colour_cue", num_envs=8, width=0.25, num_steps=16, num_minibatches=2, timesteps=1_000_000)
@@ -202,16 +205,16 @@ def test_config_diff():
 
 
 def test_parse_seeds():
-    assert mon.parse_seeds("0") == [0]
-    assert mon.parse_seeds("0, 2,1") == [0, 2, 1]
-    assert mon.parse_seeds("3-5") == [3, 4, 5]
+    assert launch.parse_seeds("0") == [0]
+    assert launch.parse_seeds("0, 2,1") == [0, 2, 1]
+    assert launch.parse_seeds("3-5") == [3, 4, 5]
     for bad in ("", "a", "1,b"):
         with pytest.raises(ValueError):
-            mon.parse_seeds(bad)
+            launch.parse_seeds(bad)
 
 
 def test_system_stats_reports_the_machine_and_a_live_process():
-    stats = mon.system_stats({"me": os.getpid(), "gone": None}, gpu=True)
+    stats = system_use.system_stats({"me": os.getpid(), "gone": None}, gpu=True)
     assert 0 <= stats["memory_percent"] <= 100 and stats["memory_total_bytes"] > 0
     assert stats["cpu_count"] >= 1 and isinstance(stats["gpus"], list)
     assert "gone" not in stats["runs"]
@@ -231,11 +234,11 @@ def test_system_stats_reports_the_machine_and_a_live_process():
 ])
 def test_invalid_launch_starts_nothing(store, fields, message, monkeypatch):
     spawned = []
-    monkeypatch.setattr(mon.subprocess, "Popen", lambda *a, **k: spawned.append(a))
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: spawned.append(a))
     with pytest.raises(ValueError, match=message):
-        mon.launch_run(store.root, "ppo", fields)
+        launch.launch_run(store.root, "ppo", fields)
     with pytest.raises(ValueError):
-        mon.launch_run(store.root, "ppo-typo", TINY)
+        launch.launch_run(store.root, "ppo-typo", TINY)
     assert spawned == [] and store.list_runs() == []
 
 
@@ -258,8 +261,8 @@ def test_launch_builds_an_argument_list_in_a_new_session(store, monkeypatch):
         store.set_status(run, "running", pid=4242)
         return FakeProc()
 
-    monkeypatch.setattr(mon.subprocess, "Popen", fake_popen)
-    run_id, pid = mon.launch_run(store.root, "ppo", {**TINY, "timesteps": 1e6, "name": "a; rm -rf /"})
+    monkeypatch.setattr(launch.subprocess, "Popen", fake_popen)
+    run_id, pid = launch.launch_run(store.root, "ppo", {**TINY, "timesteps": 1e6, "name": "a; rm -rf /"})
     [(argv, kwargs)] = calls
     assert isinstance(argv, list) and kwargs["start_new_session"] is True and "shell" not in kwargs
     assert argv[:3] == [sys.executable, "-m", "workbench.cli"] and "train" in argv
@@ -278,7 +281,7 @@ def wait_until(predicate, timeout: float, what: str):
 @pytest.mark.slow
 def test_launch_watch_stop_resume_a_real_run(store, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the run is tiny; do not fight other work for cores
-    run_id, pid = mon.launch_run(store.root, "ppo", TINY)
+    run_id, pid = launch.launch_run(store.root, "ppo", TINY)
     try:
         info = store.get_run(run_id)
         assert info.status == "running" and info.pid == pid and process_alive(pid)
@@ -292,20 +295,20 @@ def test_launch_watch_stop_resume_a_real_run(store, monkeypatch):
             return len(set(counts)) >= 3 and counts[-1] >= 2
 
         wait_until(grew, 240, "metrics to grow")
-        assert mon.stop_run(store.root, run_id)
+        assert launch.stop_run(store.root, run_id)
         wait_until(lambda: store.get_run(run_id).status == "stopped", 120, 'status "stopped"')
         wait_until(lambda: not process_alive(pid), 30, "the process to exit")
-        assert not mon.stop_run(store.root, run_id)  # nothing to signal now
+        assert not launch.stop_run(store.root, run_id)  # nothing to signal now
         assert store.latest_checkpoint(run_id) is not None
 
         steps_before = store.get_run(run_id).env_steps
-        new_pid = mon.resume_run(store.root, run_id)
+        new_pid = launch.resume_run(store.root, run_id)
         wait_until(lambda: store.get_run(run_id).status == "running" and store.get_run(run_id).pid == new_pid,
                    120, "the resumed run")
         with pytest.raises(ValueError, match="running"):
-            mon.resume_run(store.root, run_id)
+            launch.resume_run(store.root, run_id)
         wait_until(lambda: store.get_run(run_id).env_steps > steps_before, 240, "the resumed run to log")
-        assert mon.stop_run(store.root, run_id)
+        assert launch.stop_run(store.root, run_id)
         wait_until(lambda: store.get_run(run_id).status == "stopped", 120, 'status "stopped" after resume')
     finally:
         info = store.get_run(run_id)
@@ -316,7 +319,7 @@ def test_launch_watch_stop_resume_a_real_run(store, monkeypatch):
 @pytest.mark.slow
 def test_a_launched_run_outlives_the_process_that_launched_it(store, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    code = ("import sys; from workbench import monitor as m; "
+    code = ("import sys; from workbench.monitor import metrics as m; "
             f"r, p = m.launch_run(sys.argv[1], 'ppo', {TINY!r}); print(r, p, flush=True)")
     launcher = subprocess.run([sys.executable, "-c", code, str(store.root)], cwd=REPO, capture_output=True,
                               text=True, timeout=300)
@@ -352,9 +355,9 @@ def test_incremental_ema_equals_the_whole_series_smoothed():
 # ---- TensorBoard event files ----------------------------------------------------------------------
 
 def test_crc32c_known_values():
-    assert mon.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
-    assert mon.crc32c(b"") == 0
-    assert mon.crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4 test vector (32 zero bytes)
+    assert tensorboard.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert tensorboard.crc32c(b"") == 0
+    assert tensorboard.crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4 test vector (32 zero bytes)
 
 
 def test_export_tensorboard_round_trips(store, tmp_path):
@@ -363,9 +366,9 @@ def test_export_tensorboard_round_trips(store, tmp_path):
               (2**40, {"episode_return": 3.0})]
     for step, metrics in logged:
         store.log_metrics(run, step, metrics, wall_time=1000.0 + step % 7)
-    path = mon.export_tensorboard(store, run, tmp_path / "tb")
+    path = tensorboard.export_tensorboard(store, run, tmp_path / "tb")
     assert path.parent == tmp_path / "tb" / run and path.name.startswith("events.out.tfevents.")
-    events = mon.read_tensorboard_scalars(path)
+    events = tensorboard.read_tensorboard_scalars(path)
     assert [(step, values) for _, step, values in events] == logged  # float32 holds these exactly
     assert [wall for wall, _, _ in events] == [1000.0 + step % 7 for step, _ in logged]
 
@@ -403,8 +406,8 @@ def test_block_extremes_keep_extremes_and_match_exact_downsampling_of_their_cand
 
 
 def test_training_with_tensorboard_writes_event_files(tmp_path):
-    from workbench.algos.ppo import PPOConfig, train
-    from workbench.tensorboard import read_tensorboard_scalars
+    from workbench.rl.algos.ppo import PPOConfig, train
+    from workbench.storage.tensorboard import read_tensorboard_scalars
 
     store = RunStore(tmp_path)
     run = train(PPOConfig(env="colour_cue", num_envs=4, num_steps=8, num_minibatches=2, width=0.25,

@@ -5,7 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.policy import ImpalaCNN, PolicyCore, categorical_entropy, resolve_device
+from workbench.rl.policy import (
+    ImpalaCNN,
+    PolicyCore,
+    categorical_entropy,
+    resolve_device,
+)
 
 
 def test_impala_architecture_and_parameter_count():

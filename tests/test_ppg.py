@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.algos import ppg, registry
-from workbench.algos.ppg import PPGConfig, aux_losses
-from workbench.runs import RunStore
+from workbench import registry
+from workbench.rl.algos import ppg
+from workbench.rl.algos.ppg import PPGConfig, aux_losses
+from workbench.storage.runs import RunStore
 
 
 def tiny(**overrides) -> PPGConfig:

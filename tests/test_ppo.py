@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from workbench.algos.ppo import PPOConfig, train
-from workbench.runs import RunStore
+from workbench.rl.algos.ppo import PPOConfig, train
+from workbench.storage.runs import RunStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -160,8 +160,8 @@ def test_cli_train_runs_and_eval_on_procgen(tmp_path):
 def test_training_never_imports_triton(tmp_path):
     code = (
         "import sys\n"
-        "from workbench.algos.ppo import PPOConfig, train\n"
-        "from workbench.runs import RunStore\n"
+        "from workbench.rl.algos.ppo import PPOConfig, train\n"
+        "from workbench.storage.runs import RunStore\n"
         f"train(PPOConfig(env='colour_cue', num_envs=4, num_steps=8, num_minibatches=2, width=0.25,"
         f" total_timesteps=32), store=RunStore({str(tmp_path)!r}), progress=False)\n"
         "assert not [m for m in sys.modules if m == 'triton' or m.startswith('triton.')]\n"
@@ -183,8 +183,8 @@ def test_chunked_update_gives_the_same_step_as_the_whole_minibatch(proximal):
 
     import torch
 
-    from workbench.algos.ppo import ProximalPolicy, make_policy, ppo_update
-    from workbench.algos.rollout import RolloutBuffer
+    from workbench.rl.algos.ppo import ProximalPolicy, make_policy, ppo_update
+    from workbench.rl.algos.rollout import RolloutBuffer
 
     cfg = PPOConfig(env="colour_cue", num_envs=4, num_steps=6, num_minibatches=2, update_epochs=2, width=0.25,
                     bf16=False, proximal_policy=proximal, update_chunk_size=None, max_grad_norm=None)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from workbench import predictions as preds
-from workbench.predictions import (
+from workbench.calibration import predictions as preds
+from workbench.calibration.predictions import (
     PredictionImportError,
     PredictionStore,
     UnknownPredictionSetError,
@@ -193,7 +193,7 @@ def test_import_edge_cases(store, tmp_path):
 # ------------------------------------------------------------------------------------- value functions
 
 @dataclass
-class FakeEpisode:  # the fields of workbench.rollouts.Episode that predictions_from_episodes reads
+class FakeEpisode:  # the fields of workbench.episodes.rollouts.Episode that predictions_from_episodes reads
     values: np.ndarray
     rewards: np.ndarray
     dones: np.ndarray
@@ -246,7 +246,7 @@ def test_predictions_from_episodes_errors():
 
 def test_value_predictions_store_and_calibrate(store):
     """End to end: episodes -> predictions -> store -> metrics (a perfectly calibrated synthetic critic)."""
-    from workbench import calibration as cal
+    from workbench.calibration import metrics as cal
 
     rng = np.random.default_rng(1)
     p = rng.random(400)
@@ -260,8 +260,8 @@ def test_value_predictions_store_and_calibrate(store):
 
 
 def test_real_rollout_episodes_if_available(tmp_path):
-    """With the lead's workbench.rollouts (when present): a recorded episode has the fields we read."""
-    rollouts = pytest.importorskip("workbench.rollouts")
+    """With the lead's workbench.episodes.rollouts (when present): a recorded episode has the fields we read."""
+    rollouts = pytest.importorskip("workbench.episodes.rollouts")
     ep = rollouts.Episode(
         frames=np.zeros((3, 64, 64, 3), np.uint8), actions=np.zeros(3, np.int64),
         probs=np.full((3, 15), 1 / 15, np.float32), values=np.array([7.0, 8.0, 9.0], np.float32),
@@ -277,8 +277,8 @@ def test_real_rollout_episodes_if_available(tmp_path):
 
 
 def test_value_function_predictions_from_a_runs_recorded_episodes(tmp_path):
-    from workbench.predictions import save_value_function_predictions
-    from workbench.rollouts import Episode, RolloutStore
+    from workbench.calibration.predictions import save_value_function_predictions
+    from workbench.episodes.rollouts import Episode, RolloutStore
 
     rollouts = RolloutStore(tmp_path)
     cases = [(8.0, True, True), (3.0, False, True), (12.0, True, True), (6.0, False, False)]  # (V(s0), success, done)

@@ -1,4 +1,4 @@
-"""ReliabilityDiagram and CalibrationTab without a browser: the drawn numbers are workbench.calibration's (and
+"""ReliabilityDiagram and CalibrationTab without a browser: the drawn numbers are workbench.calibration.metrics's (and
 scikit-learn's), the controls change the binning, several series overlay, HTML export works, imports report
 bad lines. The browser test is tests/test_calibration_browser.py."""
 
@@ -13,7 +13,7 @@ from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sk_log_loss
 
 from widgets.reliability_diagram import ReliabilityDiagram
-from workbench import calibration as cal
+from workbench.calibration import metrics as cal
 
 
 def _data(seed=0, n=3000, power=1.5):
@@ -163,7 +163,7 @@ def test_html_export_and_image_export(tmp_path):
 def test_calibration_tab_picks_overlays_and_imports(tmp_path):
     from widgets.app import TABS
     from widgets.calibration_tab import CalibrationTab, set_label
-    from workbench.predictions import PredictionStore
+    from workbench.calibration.predictions import PredictionStore
 
     assert ("Calibration", CalibrationTab) in TABS
     store = PredictionStore(tmp_path)
@@ -212,8 +212,8 @@ def test_calibration_tab_scores_a_runs_value_function(tmp_path):
     import numpy as np
 
     from widgets.calibration_tab import CalibrationTab
-    from workbench.rollouts import Episode, RolloutStore
-    from workbench.runs import RunStore
+    from workbench.episodes.rollouts import Episode, RolloutStore
+    from workbench.storage.runs import RunStore
 
     run_id = RunStore(tmp_path).create_run(algo="ppo", env="coinrun", config={})
     RunStore(tmp_path).create_run(algo="ppo", env="starpilot", config={})  # not offered: no binary outcome

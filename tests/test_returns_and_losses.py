@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.algos.losses import clipped_policy_loss, normalize_advantages, value_loss
-from workbench.algos.returns import RewardNormalizer, RunningMeanStd, explained_variance, gae_advantages
+from workbench.rl.algos.losses import (
+    clipped_policy_loss,
+    normalize_advantages,
+    value_loss,
+)
+from workbench.rl.algos.returns import (
+    RewardNormalizer,
+    RunningMeanStd,
+    explained_variance,
+    gae_advantages,
+)
 
 
 def gae_reference(rewards, values, dones, last_value, gamma, lam):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.reward import (
+from workbench.preferences.reward import (
     ClipBank,
     ClipRewardModel,
     HashedBagOfWords,
@@ -318,7 +318,7 @@ def test_text_model_save_load(tmp_path):
 # ------------------------------------------------------------------------------------------------ campaigns
 
 def test_training_errors_from_campaigns(tmp_path):
-    from workbench.labels import LabelStore
+    from workbench.preferences.labels import LabelStore
 
     labels = LabelStore(tmp_path)
     labels.create_campaign("empty", "clip_pair")
@@ -336,7 +336,7 @@ def test_training_errors_from_campaigns(tmp_path):
     labels.label_direct("texts", i, "ann", "left", source="human")
     with pytest.raises(ValueError, match="text_pair campaign.*clip reward model needs a clip_pair campaign"):
         train_reward_model("texts", tmp_path, RewardConfig(model="clip"))
-    from workbench.runs import RunStore
+    from workbench.storage.runs import RunStore
     assert RunStore(tmp_path).list_runs() == []  # nothing was created by the failed attempts
 
 
@@ -344,12 +344,16 @@ def test_training_errors_from_campaigns(tmp_path):
 def test_clip_reward_model_learns_a_known_reward(tmp_path):
     """Synthetic labels from a known per-step reward (a function of the pixels) -> > 90% held-out accuracy,
     with metrics in the run store, held-out P(A > B) in the prediction store and a loadable model."""
-    from workbench.clips import sample_clip_pairs
-    from workbench.labels import LabelStore
-    from workbench.predictions import PredictionStore
-    from workbench.rollouts import RolloutStore
-    from workbench.runs import RunStore
-    from workbench.synthetic import SyntheticLabeler, colour_reward_episodes, label_campaign
+    from workbench.calibration.predictions import PredictionStore
+    from workbench.episodes.clips import sample_clip_pairs
+    from workbench.episodes.rollouts import RolloutStore
+    from workbench.preferences.labels import LabelStore
+    from workbench.preferences.synthetic import (
+        SyntheticLabeler,
+        colour_reward_episodes,
+        label_campaign,
+    )
+    from workbench.storage.runs import RunStore
 
     ids, frames, true_step_rewards = colour_reward_episodes(tmp_path)
     labels = LabelStore(tmp_path)
@@ -378,8 +382,8 @@ def test_clip_reward_model_learns_a_known_reward(tmp_path):
 
 
 def test_ranking_campaign_trains_a_text_model_with_grouping(tmp_path):
-    from workbench.labels import LabelStore
-    from workbench.synthetic import SyntheticLabeler, label_campaign
+    from workbench.preferences.labels import LabelStore
+    from workbench.preferences.synthetic import SyntheticLabeler, label_campaign
 
     class WordGold:  # gold score: how many times "good" appears
         kinds = ("ranking",)
@@ -403,8 +407,8 @@ def test_ranking_campaign_trains_a_text_model_with_grouping(tmp_path):
 
 
 def test_cli_reward_train(tmp_path, capsys):
-    from workbench.cli import main
-    from workbench.labels import LabelStore
+    from workbench.cli.main import main
+    from workbench.preferences.labels import LabelStore
 
     labels = LabelStore(tmp_path)
     labels.create_campaign("tp", "text_pair")
@@ -421,8 +425,8 @@ def test_cli_reward_train(tmp_path, capsys):
 
 
 def test_warm_start_begins_from_the_given_ensemble(tmp_path):
-    from workbench.labels import LabelStore
-    from workbench.synthetic import SyntheticLabeler, label_campaign
+    from workbench.preferences.labels import LabelStore
+    from workbench.preferences.synthetic import SyntheticLabeler, label_campaign
 
     class WordGold:
         kinds = ("text_pair",)

@@ -1,4 +1,4 @@
-"""RL against a reward model (workbench.algos.rlhf): the KL-penalized reward and the KL measurement against
+"""RL against a reward model (workbench.preferences.rlhf): the KL-penalized reward and the KL measurement against
 hand computations and a plain loop, pi_init from a run, the registry/CLI wiring, and learning: RL against a
 known step reward, and against a reward model trained on synthetic gold labels, raises that reward."""
 
@@ -8,22 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.algos import ppg, ppo, registry, rlhf
-from workbench.algos.rlhf import (
+from workbench import registry
+from workbench.preferences import rlhf
+from workbench.preferences.rlhf import (
     RewardModelHook,
     RMPPGConfig,
     RMPPOConfig,
     kl_penalized_reward,
     policy_kl,
 )
-from workbench.algos.rollout import Roller, RolloutBuffer
-from workbench.runs import RunStore
-from workbench.toy_env import ColourChoiceVecEnv
+from workbench.rl.algos import ppg, ppo
+from workbench.rl.algos.rollout import Roller, RolloutBuffer
+from workbench.rl.toy_env import ColourChoiceVecEnv
+from workbench.storage.runs import RunStore
 
 
 def colour_reward(colour: int):
     """A known step reward of the pixels: 1 when the frame's mean colour is near palette colour `colour`."""
-    from workbench.toy_env import PALETTE
+    from workbench.rl.toy_env import PALETTE
 
     target = torch.tensor(PALETTE[colour], dtype=torch.float32)
 
@@ -246,10 +248,10 @@ RM_SETTINGS = dict(members=1, epochs=5, width=0.25, hidden=32, device="cpu")
 def test_online_loop_with_the_gold_labeler_learns_a_reward_model_and_raises_the_gold_reward(tmp_path, monkeypatch):
     """Start with no reward model. Every 3 iterations: save traced episodes, sample 48 clip pairs, label them
     with the synthetic gold labeler (env reward: red frames), retrain the reward ensemble
-    (workbench.reward) on all labels so far and swap it in. The ensemble must predict the gold labels on
+    (workbench.preferences.reward) on all labels so far and swap it in. The ensemble must predict the gold labels on
     held-out pairs, and PPO against it must raise the gold (env) reward above the random policy's."""
-    from workbench.labels import LabelStore
-    from workbench.rollouts import RolloutStore
+    from workbench.episodes.rollouts import RolloutStore
+    from workbench.preferences.labels import LabelStore
 
     use_colour_choice(monkeypatch, gold_colour=0)
     store = RunStore(tmp_path)
@@ -282,7 +284,7 @@ def test_online_loop_with_the_gold_labeler_learns_a_reward_model_and_raises_the_
 def test_online_loop_with_a_human_campaign_adds_items_and_waits_for_labels(tmp_path, monkeypatch):
     """online_labeler="campaign": pairs go to the campaign for people; without labels there is no reward model
     yet (the proxy reward stays 0), and the next round trains on whatever labels exist by then."""
-    from workbench.labels import LabelStore
+    from workbench.preferences.labels import LabelStore
 
     store = RunStore(tmp_path)
     calls = []
@@ -315,7 +317,7 @@ def test_online_loop_with_a_human_campaign_adds_items_and_waits_for_labels(tmp_p
 
 def test_cli_trains_against_a_saved_reward_model(tmp_path, capsys):
     from workbench import cli
-    from workbench.reward import build_ensemble, save_reward_model
+    from workbench.preferences.reward import build_ensemble, save_reward_model
 
     path = save_reward_model(build_ensemble("clip", 1, {"width": 0.25, "hidden": 8}, reward_std=0.05,
                                             noise_floor=True), tmp_path / "rm")

@@ -1,4 +1,4 @@
-"""MP4/GIF export of recorded episodes (workbench.rollout_export), read back with PyAV.
+"""MP4/GIF export of recorded episodes (workbench.episodes.export), read back with PyAV.
 
 References are independent of the exporter: the source frames enlarged with np.repeat, the cursor's
 column from its formula, PyAV's own decoder for frame counts, sizes and rates.
@@ -13,9 +13,14 @@ import av
 import numpy as np
 import pytest
 
-from workbench import rollout_export
-from workbench.rollout_export import GAP_PX, export_bytes, export_episode, iter_export_frames
-from workbench.rollouts import NUM_ACTIONS, Episode, RolloutStore
+from workbench.episodes import export as rollout_export
+from workbench.episodes.export import (
+    GAP_PX,
+    export_bytes,
+    export_episode,
+    iter_export_frames,
+)
+from workbench.episodes.rollouts import NUM_ACTIONS, Episode, RolloutStore
 
 
 def blocky_episode(length: int = 12, seed: int = 0, *, policy: str = "checkpoint") -> Episode:
@@ -129,7 +134,7 @@ def test_overlay_text_names_the_action_and_handles_missing_values():
     episode = blocky_episode(6, policy="random")
     painter = rollout_export._OverlayPainter(episode, 256, "random policy")
     lines = painter.text_lines(2, done=False)
-    from workbench.rollouts import ACTION_NAMES
+    from workbench.episodes.rollouts import ACTION_NAMES
 
     action = int(episode.actions[2])
     assert lines[0] == "random policy"
@@ -171,7 +176,7 @@ def test_bad_input_gives_clear_errors(tmp_path):
         export_episode(episode, tmp_path / "e.mp4", scale=0)
     with pytest.raises(ValueError, match="one episode or a pair"):
         export_episode([episode] * 3, tmp_path / "e.mp4")
-    with pytest.raises(ValueError, match="must be a workbench.rollouts.Episode"):
+    with pytest.raises(ValueError, match="must be a workbench.episodes.rollouts.Episode"):
         export_episode(np.zeros((4, 64, 64, 3), np.uint8), tmp_path / "e.mp4")
     with pytest.raises(ValueError, match="one label per episode"):
         export_episode(episode, tmp_path / "e.mp4", labels=["a", "b"])

@@ -19,8 +19,14 @@ from PIL import Image
 
 from widgets.rollout_viewer import RolloutComparison, RolloutViewer, action_bars_html
 from widgets.rollouts_tab import ALL, NONE, RANDOM, RolloutsTab
-from workbench.rollouts import ACTION_NAMES, NUM_ACTIONS, Episode, RolloutStore, record_random
-from workbench.runs import RunStore
+from workbench.episodes.rollouts import (
+    ACTION_NAMES,
+    NUM_ACTIONS,
+    Episode,
+    RolloutStore,
+    record_random,
+)
+from workbench.storage.runs import RunStore
 
 
 def make_episode(length: int = 30, seed: int = 0, *, policy: str = "checkpoint", run_id: str | None = "run-a",

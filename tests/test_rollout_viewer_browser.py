@@ -17,10 +17,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_dashboard import free_port, stop_process, wait_for_http_200  # tests/ is on sys.path under pytest
-from test_dashboard_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, child_env, dashboard_page, wait_until
+from test_dashboard import (  # tests/ is on sys.path under pytest
+    free_port,
+    stop_process,
+    wait_for_http_200,
+)
+from test_dashboard_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    child_env,
+    dashboard_page,
+    wait_until,
+)
 
-from workbench.rollouts import NUM_ACTIONS, Episode, RolloutStore
+from workbench.episodes.rollouts import NUM_ACTIONS, Episode, RolloutStore
 
 REPO = Path(__file__).resolve().parents[1]
 

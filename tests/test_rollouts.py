@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.rollouts import (
+from workbench.episodes.rollouts import (
     ACTION_NAMES,
     Episode,
     RolloutStore,
@@ -143,8 +143,9 @@ def test_index_lists_and_filters(tmp_path):
 
 @pytest.mark.slow
 def test_record_run_and_record_every_during_training(tmp_path):
-    from workbench.algos.ppo import PPOConfig, train
-    from workbench.runs import RunStore
+    from workbench.registry import train
+    from workbench.rl.algos.ppo import PPOConfig
+    from workbench.storage.runs import RunStore
 
     store = RunStore(tmp_path)
     cfg = PPOConfig(env="colour_cue", num_envs=4, num_steps=8, num_minibatches=2, width=0.25, total_timesteps=96,
@@ -161,7 +162,7 @@ def test_record_run_and_record_every_during_training(tmp_path):
     assert ep.policy == "checkpoint" and ep.run_id == run_id and ep.checkpoint_step == 96
     assert np.all(np.isfinite(ep.values)) and np.allclose(ep.probs.sum(1), 1, atol=1e-4)
     # The recorded distribution is the checkpoint's own, step by step.
-    from workbench.algos.registry import policy_from_checkpoint
+    from workbench.rl.checkpoints import policy_from_checkpoint
 
     core = policy_from_checkpoint("ppo", store.get_run(run_id).config, store.load_checkpoint(run_id), "cpu")
     with torch.no_grad():

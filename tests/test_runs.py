@@ -1,4 +1,4 @@
-"""Tests of workbench.runs: the SQLite run store and checkpoint files."""
+"""Tests of workbench.storage.runs: the SQLite run store and checkpoint files."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.runs import RUN_STATUSES, MetricRow, RunInfo, RunStore, UnknownRunError
+from workbench.storage.runs import (
+    RUN_STATUSES,
+    MetricRow,
+    RunInfo,
+    RunStore,
+    UnknownRunError,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -375,7 +381,7 @@ def test_half_written_file_is_never_latest(store, run_id):
 
 _WRITER = """
     import sys, time
-    from workbench.runs import RunStore
+    from workbench.storage.runs import RunStore
     root, run_id, n, sleep = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     store = RunStore(root)
     for step in range(n):

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.synthetic import EnvGold, ModelGold, SyntheticLabeler, clip_gold_return, label_campaign
+from workbench.preferences.synthetic import (
+    EnvGold,
+    ModelGold,
+    SyntheticLabeler,
+    clip_gold_return,
+    label_campaign,
+)
 
 
 def test_deterministic_choice_and_ties():
@@ -65,7 +71,7 @@ def test_bad_settings():
 
 
 def make_episodes(root, n=4, length=10):
-    from workbench.rollouts import Episode, RolloutStore
+    from workbench.episodes.rollouts import Episode, RolloutStore
 
     rng = np.random.default_rng(0)
     store, ids = RolloutStore(root), []
@@ -83,7 +89,7 @@ def make_episodes(root, n=4, length=10):
 
 
 def test_env_gold_is_the_sum_of_true_rewards(tmp_path):
-    from workbench.rollouts import RolloutStore
+    from workbench.episodes.rollouts import RolloutStore
 
     ids = make_episodes(tmp_path)
     ep = RolloutStore(tmp_path).load(ids[0], hires=False)
@@ -100,9 +106,9 @@ def test_env_gold_is_the_sum_of_true_rewards(tmp_path):
 
 
 def test_label_campaign_writes_through_the_label_store(tmp_path):
-    from workbench.clips import sample_clip_pairs
-    from workbench.labels import LabelStore
-    from workbench.rollouts import RolloutStore
+    from workbench.episodes.clips import sample_clip_pairs
+    from workbench.episodes.rollouts import RolloutStore
+    from workbench.preferences.labels import LabelStore
 
     make_episodes(tmp_path)
     rollouts = RolloutStore(tmp_path)
@@ -132,10 +138,10 @@ def test_label_campaign_writes_through_the_label_store(tmp_path):
 
 
 def test_model_gold_and_kind_errors(tmp_path):
-    from workbench.clips import sample_clip_pairs
-    from workbench.labels import LabelStore
-    from workbench.reward import build_ensemble
-    from workbench.rollouts import RolloutStore
+    from workbench.episodes.clips import sample_clip_pairs
+    from workbench.episodes.rollouts import RolloutStore
+    from workbench.preferences.labels import LabelStore
+    from workbench.preferences.reward import build_ensemble
 
     make_episodes(tmp_path)
     labels = LabelStore(tmp_path)

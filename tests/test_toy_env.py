@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from workbench.envs import NUM_ACTIONS, OBS_SHAPE, EpisodeStats
-from workbench.toy_env import PALETTE, ColourCueVecEnv
+from workbench.rl.envs import NUM_ACTIONS, OBS_SHAPE, EpisodeStats
+from workbench.rl.toy_env import PALETTE, ColourCueVecEnv
 
 
 def colour_index_from_pixels(obs: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -142,8 +142,8 @@ def test_invalid_actions_raise_value_error():
 
 
 def test_colour_choice_shows_the_chosen_colour_and_rewards_the_gold_one():
-    from workbench.env_registry import make_vec_env
-    from workbench.toy_env import PALETTE, ColourChoiceVecEnv
+    from workbench.rl.env_registry import make_vec_env
+    from workbench.rl.toy_env import PALETTE, ColourChoiceVecEnv
 
     env = make_vec_env("colour_choice", 3, rand_seed=0)
     assert isinstance(env, ColourChoiceVecEnv) and env.gold_colour == 0

@@ -15,8 +15,9 @@ import pytest
 
 import widgets.app as app
 from widgets.training_monitor import TrainingMonitor
-from workbench import monitor as mon
-from workbench.runs import RunStore
+from workbench.monitor import launch
+from workbench.monitor import metrics as mon
+from workbench.storage.runs import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 XSS = "<script>alert(1)</script>"
@@ -131,10 +132,10 @@ def test_a_dead_running_run_is_shown_as_such(store):
 
 
 def test_launch_form_has_paper_defaults_and_refuses_invalid_input(store, monkeypatch):
-    from workbench.algos.registry import make_config
+    from workbench.registry import make_config
 
     spawned = []
-    monkeypatch.setattr(mon.subprocess, "Popen", lambda *a, **k: spawned.append(a))
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: spawned.append(a))
     m = TrainingMonitor(store_root=store.root)
     paper = make_config("ppo", "easy")
     assert m.form_timesteps.value == str(paper.total_timesteps) and m.form_levels.value == "200"
@@ -223,7 +224,7 @@ def test_monitor_is_a_tab_of_the_app_and_exported(store):
 
 
 def test_workbench_never_imports_ui_libraries():
-    code = ("import sys, workbench.monitor; bad = [m for m in ('panel', 'plotly', 'bokeh', 'ipywidgets') "
+    code = ("import sys, workbench.monitor.metrics; bad = [m for m in ('panel', 'plotly', 'bokeh', 'ipywidgets') "
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

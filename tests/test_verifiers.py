@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from workbench import verifiers as V
+from workbench.calibration import verifiers as V
 
 
 def brute(answers, scores, correct, N, rule, k=None):

@@ -33,7 +33,7 @@ from widgets.labeling import LabelingTab
 from widgets.rollouts_tab import RolloutsTab
 from widgets.runs_table import RunsTable
 from widgets.training_monitor import TrainingMonitor
-from workbench.runs import RunStore, default_root
+from workbench.storage.runs import RunStore, default_root
 
 TITLE = "RL Workbench"
 

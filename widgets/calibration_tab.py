@@ -1,6 +1,6 @@
 """Calibration tab: reliability diagrams of any stored prediction sets, and JSONL import.
 
-Prediction sets live in a :class:`workbench.predictions.PredictionStore` (same root as the run store): a
+Prediction sets live in a :class:`workbench.calibration.predictions.PredictionStore` (same root as the run store): a
 reward model's held-out P(A > B) (source "reward_model"), a value function's predicted success probability on
 a binary-outcome game (source "value_function"), an imported JSONL file (source "jsonl"), or anything a
 notebook saved. Pick one or several to overlay them in one :class:`widgets.reliability_diagram.ReliabilityDiagram`.
@@ -32,14 +32,14 @@ import panel as pn
 import param
 
 from widgets.reliability_diagram import ReliabilityDiagram
-from workbench.predictions import (
+from workbench.calibration.predictions import (
     SUCCESS_REWARD,
     PredictionImportError,
     PredictionSetInfo,
     PredictionStore,
     save_value_function_predictions,
 )
-from workbench.runs import RunStore
+from workbench.storage.runs import RunStore
 
 ALL_SOURCES = "all sources"
 MAX_OPTIONS = 500  # newest sets offered in the picker
@@ -188,7 +188,7 @@ class CalibrationTab(pn.viewable.Viewer):
 
     def score_value_function(self, run_id: str | None = None) -> str | None:
         """Store the chosen run's value function as a success predictor on its recorded episodes
-        (:func:`workbench.predictions.save_value_function_predictions`) and draw it; None when refused."""
+        (:func:`workbench.calibration.predictions.save_value_function_predictions`) and draw it; None when refused."""
         run_id = run_id or self.value_run.value
         if not run_id:
             self.message.object = _error("Choose a run of CoinRun, Ninja or Jumper first (none in the store yet?).")

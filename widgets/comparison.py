@@ -2,11 +2,11 @@
 
 In a notebook::
 
-    from workbench.labels import LabelStore
+    from workbench.preferences.labels import LabelStore
     from widgets.comparison import ComparisonWidget
     ComparisonWidget(store=LabelStore("runs"), campaign="coinrun-v1", labeler="alice")
 
-What the labeler sees (:class:`workbench.labels.Assignment`, see :mod:`workbench.labels`):
+What the labeler sees (:class:`workbench.preferences.labels.Assignment`, see :mod:`workbench.preferences.labels`):
 
 * ``clip_pair``: the two clips side by side, looping in sync at ``fps`` (15, as Christiano et al. 2017,
   Sec. 3.1.2 / App. A.2). Each clip is sent ONCE as a sprite sheet (all frames stacked vertically in one
@@ -47,8 +47,8 @@ import numpy as np
 import panel as pn
 import param
 
-from workbench.clips import CLIP_FPS, clip_frames
-from workbench.labels import GRADED_SCALE, AssignmentExpiredError
+from workbench.episodes.clips import CLIP_FPS, clip_frames
+from workbench.preferences.labels import GRADED_SCALE, AssignmentExpiredError
 
 SAFE_LINK_SCHEMES = ("http:", "https:", "mailto:")
 
@@ -345,7 +345,7 @@ def choice_for_scale(scale: int) -> str:
 class ComparisonWidget(pn.viewable.Viewer):
     """One labeler labeling one campaign (see the module docstring)."""
 
-    store = param.Parameter(default=None, doc="The workbench.labels.LabelStore holding the campaign.")
+    store = param.Parameter(default=None, doc="The workbench.preferences.labels.LabelStore holding the campaign.")
     campaign = param.String(default="", doc="Name of the campaign to label.")
     labeler = param.String(default="", doc="Who is labeling (the logged-in user when served with logins).")
     rollout_store = param.Parameter(default=None, doc="""
@@ -392,7 +392,7 @@ class ComparisonWidget(pn.viewable.Viewer):
         if self.rollout_store is not None:
             return self.rollout_store
         if self._rollouts is None:
-            from workbench.rollouts import RolloutStore
+            from workbench.episodes.rollouts import RolloutStore
 
             self._rollouts = RolloutStore(getattr(self.store, "root", None))
         return self._rollouts

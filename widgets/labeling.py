@@ -8,9 +8,9 @@ In a notebook::
 Roles (see docs/labeling.md):
 
 * ``role="admin"`` (the default, and local single-user mode): campaigns can be created from recorded rollouts
-  (clip pairs sampled by :func:`workbench.clips.sample_clip_pairs`) or from a JSONL file of text pairs /
-  rankings (:func:`workbench.labels.read_items_jsonl`), labeled, and their statistics
-  (:func:`workbench.agreement.campaign_agreement`) seen and exported.
+  (clip pairs sampled by :func:`workbench.episodes.clips.sample_clip_pairs`) or from a JSONL file of text pairs /
+  rankings (:func:`workbench.preferences.labels.read_items_jsonl`), labeled, and their statistics
+  (:func:`workbench.preferences.agreement.campaign_agreement`) seen and exported.
 * ``role="labeler"``: only the labeling view, with the labeler's own progress; no statistics, no export,
   nothing of other labelers' labels.
 
@@ -32,13 +32,13 @@ import panel as pn
 import param
 
 from widgets.comparison import ComparisonWidget
-from workbench.clips import (
+from workbench.episodes.clips import (
     DEFAULT_CLIP_LENGTH,
     STRATEGIES,
     ensemble_disagreement_scorer,
     sample_clip_pairs,
 )
-from workbench.labels import CAMPAIGN_KINDS, LabelStore, read_items_jsonl
+from workbench.preferences.labels import CAMPAIGN_KINDS, LabelStore, read_items_jsonl
 
 
 def _error(text: str) -> str:
@@ -189,7 +189,7 @@ class LabelingTab(pn.viewable.Viewer):
                                            self.export_parquet), self.stats_pane, sizing_mode="stretch_width")
 
     def _refresh_episodes(self) -> None:
-        from workbench.rollouts import RolloutStore
+        from workbench.episodes.rollouts import RolloutStore
 
         infos = RolloutStore(self.store.root).list()
         self.form_episodes.options = {
@@ -207,7 +207,7 @@ class LabelingTab(pn.viewable.Viewer):
                              scorer=None, **campaign_args) -> int:
         """Sample clip pairs from the episodes and create a clip_pair campaign with them; returns the number
         of items. Everything is checked before the campaign is created."""
-        from workbench.rollouts import RolloutStore
+        from workbench.episodes.rollouts import RolloutStore
 
         if not episode_ids:
             raise ValueError("choose at least one episode")
@@ -224,7 +224,7 @@ class LabelingTab(pn.viewable.Viewer):
         if not path:
             raise ValueError('strategy "disagreement" needs a reward-model ensemble: give its path')
         try:
-            from workbench.reward import load_reward_model
+            from workbench.preferences.reward import load_reward_model
         except ImportError as e:
             raise ValueError(f"reward models are not available in this workbench: {e}") from None
         return ensemble_disagreement_scorer(load_reward_model(path), rollouts)
@@ -292,7 +292,7 @@ class LabelingTab(pn.viewable.Viewer):
 
     def statistics_html(self, campaign: str) -> str:
         """Progress and agreement (pairwise with half credit, Cohen's and Fleiss' kappa, majority) as HTML."""
-        from workbench.agreement import campaign_agreement
+        from workbench.preferences.agreement import campaign_agreement
 
         progress = self.store.progress(campaign)
         report = campaign_agreement(self.store, campaign)

@@ -8,9 +8,9 @@ Works in a Jupyter cell and as part of the dashboard (``widgets.calibration_tab`
     ReliabilityDiagram(series={"model A": (conf_a, correct_a), "model B": (conf_b, correct_b)})
 
 ``series`` maps a name (a model, a method, a task) to ``(confidence, outcome)``: predicted P(outcome = 1) in
-[0, 1] and 0/1 outcomes. Every number shown comes from :mod:`workbench.calibration`
-(:func:`~workbench.calibration.reliability_bins` for the bins and their intervals,
-:func:`~workbench.calibration.calibration_summary` for the table); this module only draws them.
+[0, 1] and 0/1 outcomes. Every number shown comes from :mod:`workbench.calibration.metrics`
+(:func:`~workbench.calibration.metrics.reliability_bins` for the bins and their intervals,
+:func:`~workbench.calibration.metrics.calibration_summary` for the table); this module only draws them.
 
 Controls: bin count, binning strategy (equal width / equal mass at the predictions' quantiles as
 scikit-learn / equal count), interval (Clopper-Pearson exact, percentile bootstrap, or none) and its level.
@@ -42,7 +42,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from workbench import calibration as cal
+from workbench.calibration import metrics as cal
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf"]
@@ -153,14 +153,14 @@ class ReliabilityDiagram(pn.viewable.Viewer):
         self.plot.config = self.plotly_config()
 
     def bins(self) -> dict[str, cal.ReliabilityBins]:
-        """Per-series bin table, from :func:`workbench.calibration.reliability_bins` with the current controls."""
+        """Per-series bin table, from :func:`workbench.calibration.metrics.reliability_bins` with the current controls."""
         n_boot = self.n_bootstrap if self.interval == "bootstrap" else 0
         return {name: cal.reliability_bins(c, y, n_bins=self.n_bins, strategy=self.strategy, closed=self.closed,
                                            alpha=self.alpha, n_bootstrap=n_boot, seed=0)
                 for name, (c, y) in self._arrays.items()}
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        """Per-series metrics, from :func:`workbench.calibration.calibration_summary` with the current bins."""
+        """Per-series metrics, from :func:`workbench.calibration.metrics.calibration_summary` with the current bins."""
         return {name: cal.calibration_summary(c, y, n_bins=self.n_bins, strategy=self.strategy, closed=self.closed)
                 for name, (c, y) in self._arrays.items()}
 

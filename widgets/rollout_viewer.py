@@ -1,4 +1,4 @@
-"""Rollout viewer: play, scrub and compare recorded episodes (:class:`workbench.rollouts.Episode`).
+"""Rollout viewer: play, scrub and compare recorded episodes (:class:`workbench.episodes.rollouts.Episode`).
 
 In a notebook::
 
@@ -13,13 +13,13 @@ slider; plotly time series of the value estimate, reward, the chosen action's pr
 entropy (and the GAE advantage when there are value estimates) with a red cursor at the shown step;
 the action distribution at the shown step as bars named by procgen's button combinations; buttons that
 jump to the largest and smallest advantage and to the previous/next reward event; downloads of the
-episode as MP4 or GIF with or without overlays (:mod:`workbench.rollout_export`).
+episode as MP4 or GIF with or without overlays (:mod:`workbench.episodes.export`).
 
 Why it is fast (the issue asks < 1 s to the first frame of a 1,000-step episode and < 50 ms of server
 time per scrubbed frame; benchmarks/bench_rollout_viewer.py measures both):
 
 * nothing is decoded up front: the shown frame alone is read (hi-res frames through the store's lazy
-  :class:`~workbench.rollouts.HiresFrames`) and encoded as a PNG at low compression (a small cache
+  :class:`~workbench.episodes.rollouts.HiresFrames`) and encoded as a PNG at low compression (a small cache
   keeps recently shown frames, so a loop replays without re-encoding);
 * the 64x64 view is sent at 64x64 (a few KB) and enlarged by the browser, not on the server;
 * the time-series figure is built once per episode; a frame change moves the cursor with a plotly
@@ -42,8 +42,8 @@ import panel as pn
 import param
 from PIL import Image
 
-from workbench import rollout_export
-from workbench.rollouts import ACTION_NAMES, HIRES_FPS, Episode, RolloutStore
+from workbench.episodes import export as rollout_export
+from workbench.episodes.rollouts import ACTION_NAMES, HIRES_FPS, Episode, RolloutStore
 
 PNG_COMPRESS_LEVEL = 1   # zlib level 1: much faster than the default 6, files somewhat larger
 JPEG_QUALITY = 90        # for the hi-res render only (already lossy H.264): ~1 ms and ~30 KB vs ~20 ms, ~200 KB as PNG
@@ -123,7 +123,7 @@ def _add_playback_controls(view, filename: str) -> None:
 class RolloutViewer(pn.viewable.Viewer):
     """One recorded episode: frame, player, time series with a cursor, action bars, jumps and export.
 
-    Give ``episode`` (an :class:`~workbench.rollouts.Episode`) or ``episode_id`` (+ ``store_root``).
+    Give ``episode`` (an :class:`~workbench.episodes.rollouts.Episode`) or ``episode_id`` (+ ``store_root``).
     ``frame`` is the shown step; set it from code to move everything (image, cursor, bars, readout).
     """
 
@@ -438,7 +438,7 @@ class RolloutViewer(pn.viewable.Viewer):
         return data
 
     def export(self, path, *, fmt: str | None = None, overlays: bool = True):
-        """Write the episode to ``path`` (MP4 or GIF, see :func:`workbench.rollout_export.export_episode`)."""
+        """Write the episode to ``path`` (MP4 or GIF, see :func:`workbench.episodes.export.export_episode`)."""
         return rollout_export.export_episode(self.episode, path, fmt=fmt, overlays=overlays, fps=self.fps,
                                              hires=self.hires, labels=[self.label or None])
 

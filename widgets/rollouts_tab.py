@@ -9,8 +9,8 @@ In a notebook::
     tab.select_episode(id)     # or click a row; tab.compare_with(other_id) for side by side
 
 The episode table lists ``RolloutStore.list`` filtered by run (or "random policy"), checkpoint, level
-seed and return range, newest first. Recording calls :func:`workbench.rollouts.record_run` or
-:func:`~workbench.rollouts.record_random` in a background thread, so the page stays responsive; a
+seed and return range, newest first. Recording calls :func:`workbench.episodes.rollouts.record_run` or
+:func:`~workbench.episodes.rollouts.record_random` in a background thread, so the page stays responsive; a
 status line says what is being recorded and, when done, the new episodes are listed and the first is
 shown. Text from the store (run names, ids, error messages) is escaped before it reaches HTML.
 """
@@ -29,9 +29,9 @@ import param
 
 from widgets.refresh import PeriodicRefresh
 from widgets.rollout_viewer import RolloutComparison, RolloutViewer
-from workbench import monitor as mon
-from workbench.env_registry import ENV_NAMES
-from workbench.rollouts import RolloutInfo, RolloutStore
+from workbench.episodes.rollouts import RolloutInfo, RolloutStore
+from workbench.monitor import launch
+from workbench.rl.env_registry import ENV_NAMES
 
 ALL = "all"
 RANDOM = "random policy"
@@ -301,10 +301,10 @@ class RolloutsTab(PeriodicRefresh, pn.viewable.Viewer):
     def record_request(self) -> tuple:
         """(function, positional args, keyword args) that the Record button would call (ValueError if the
         form is not valid)."""
-        from workbench.rollouts import record_random, record_run
+        from workbench.episodes.rollouts import record_random, record_run
 
         seeds_text = self.level_seeds_input.value.strip()
-        level_seeds = mon.parse_seeds(seeds_text) if seeds_text else None
+        level_seeds = launch.parse_seeds(seeds_text) if seeds_text else None
         max_steps = _optional_int(self.max_steps_input.value, "Max steps")
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"Max steps must be at least 1 (or empty for whole episodes), got {max_steps}")

@@ -1,4 +1,4 @@
-"""Runs tab: a live, sortable, filterable table of the runs in a :class:`workbench.runs.RunStore`.
+"""Runs tab: a live, sortable, filterable table of the runs in a :class:`workbench.storage.runs.RunStore`.
 
 The widget only reads the store; it computes nothing but presentation (column order, elapsed
 time). Text from users (run names, configs, metric names) is shown as plain text: every text
@@ -20,7 +20,7 @@ import panel as pn
 import param
 
 from widgets.refresh import PeriodicRefresh
-from workbench.runs import RunInfo, RunStore
+from workbench.storage.runs import RunInfo, RunStore
 
 # Shown first (in this order) when a run logged them; any other metric follows alphabetically.
 KEY_METRICS = ("episode_return", "normalized_return", "steps_per_second")

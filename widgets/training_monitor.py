@@ -1,5 +1,5 @@
 """Training monitor tab: live curves of selected runs, a launch form, stop/resume, configs and their
-diff, system use, and CSV/HTML export. The computing is in :mod:`workbench.monitor` (headless); this
+diff, system use, and CSV/HTML export. The computing is in :mod:`workbench.monitor.metrics` (headless); this
 module only lays it out.
 
 In a notebook::
@@ -26,8 +26,10 @@ import param
 
 from widgets.refresh import PeriodicRefresh
 from widgets.runs_table import RunsTable
-from workbench import monitor as mon
-from workbench.runs import RunStore
+from workbench.monitor import launch
+from workbench.monitor import metrics as mon
+from workbench.monitor import system as system_use
+from workbench.storage.runs import RunStore
 
 DEFAULT_METRICS = ["episode_return", "normalized_return"]
 CURVE_METRICS = [
@@ -145,8 +147,8 @@ class TrainingMonitor(PeriodicRefresh, pn.viewable.Viewer):
         )
 
     def _build_form(self) -> None:
-        from workbench.algos.registry import ALGOS
-        from workbench.env_registry import ENV_NAMES
+        from workbench.registry import ALGOS
+        from workbench.rl.env_registry import ENV_NAMES
 
         self.form_algo = pn.widgets.Select(label="Algorithm", options=list(ALGOS), value="ppo", css_classes=["wb-form-algo"])
         self.form_env = pn.widgets.Select(label="Game", options=list(ENV_NAMES), value="coinrun", css_classes=["wb-form-env"])
@@ -181,7 +183,7 @@ class TrainingMonitor(PeriodicRefresh, pn.viewable.Viewer):
 
     def fill_defaults(self) -> None:
         """Fill the form with the paper defaults of the chosen algorithm and mode."""
-        from workbench.algos.registry import make_config
+        from workbench.registry import make_config
 
         config = make_config(self.form_algo.value, self.form_mode.value)
         self.form_levels.value = str(config.num_levels)
@@ -243,9 +245,9 @@ class TrainingMonitor(PeriodicRefresh, pn.viewable.Viewer):
     def launch(self) -> list[str]:
         """Validate the form and start one run per seed; an invalid form shows a message and starts nothing."""
         try:
-            seeds = mon.parse_seeds(self.form_seeds.value)
+            seeds = launch.parse_seeds(self.form_seeds.value)
             fields = self.form_fields()
-            launched = mon.launch_seeds(self.store.root, self.form_algo.value, fields, seeds)
+            launched = launch.launch_seeds(self.store.root, self.form_algo.value, fields, seeds)
         except (ValueError, RuntimeError) as e:
             self.message.object = _error(f"Not launched: {e}")
             return []
@@ -256,7 +258,7 @@ class TrainingMonitor(PeriodicRefresh, pn.viewable.Viewer):
         return ids
 
     def stop_selected(self) -> list[str]:
-        stopped = [r for r in self.selected_run_ids if mon.stop_run(self.store.root, r)]
+        stopped = [r for r in self.selected_run_ids if launch.stop_run(self.store.root, r)]
         self.message.object = (f"<div>Asked to stop: {html.escape(', '.join(stopped))}</div>" if stopped
                                else "<div>No selected run is running.</div>")
         return stopped
@@ -265,7 +267,7 @@ class TrainingMonitor(PeriodicRefresh, pn.viewable.Viewer):
         resumed, problems = [], []
         for run_id in self.selected_run_ids:
             try:
-                mon.resume_run(self.store.root, run_id)
+                launch.resume_run(self.store.root, run_id)
                 resumed.append(run_id)
             except ValueError as e:
                 problems.append(str(e))
@@ -311,7 +313,7 @@ class TrainingMonitor(PeriodicRefresh, pn.viewable.Viewer):
         self.config_pane.object = self._config_html(run_ids)
         self.system_pane.object = self._system_html()
         self.last_refresh_s = time.perf_counter() - t0
-        statuses = ", ".join(f"{self._infos[r].name}: {mon.display_status(self._infos[r])}" for r in run_ids)
+        statuses = ", ".join(f"{self._infos[r].name}: {launch.display_status(self._infos[r])}" for r in run_ids)
         self.status.object = (f"<div>{len(run_ids)} run(s) shown, {self.points_plotted} points plotted"
                               f"{' — ' + html.escape(statuses) if statuses else ''} "
                               f"<span style='color:#888'>(refresh {self.last_refresh_s * 1000:.0f} ms)</span></div>")
@@ -439,7 +441,7 @@ class TrainingMonitor(PeriodicRefresh, pn.viewable.Viewer):
     def _system_html(self) -> str:
         pids = {r: i.pid for r, i in self._infos.items() if i.status == "running"}
         try:
-            stats = mon.system_stats(pids)
+            stats = system_use.system_stats(pids)
         except Exception as e:  # psutil on an unusual platform: show why, keep the monitor working
             return _error(f"System stats unavailable: {e}")
         gib = 1024 ** 3

@@ -1,0 +1,62 @@
+"""Every training engine by name: `ppo`, `ppo-ewma`, `ppg`, `ppg-ewma`, and RL against a reward model,
+`ppo-rm` and `ppg-rm` (workbench.preferences.rlhf; not in `ALGOS`, which the benchmark grid and the launch form
+offer, since they need a reward model). Used by the CLI, resume, evaluation and the benchmark grid, so they
+never need to know which module trains which algorithm."""
+
+from __future__ import annotations
+
+from workbench.episodes.rollouts import record_training_episode
+from workbench.preferences import rlhf
+from workbench.rl.algos import ppg, ppo
+from workbench.rl.algos.batch_size import adjust_for_batch_size
+from workbench.rl.checkpoints import policy_from_checkpoint
+
+ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")
+RM_ALGOS = tuple(rlhf.ALGO_CONFIGS)   # ("ppo-rm", "ppg-rm")
+_CONFIG = {"ppo": ppo.PPOConfig, "ppo-ewma": ppo.PPOConfig, "ppg": ppg.PPGConfig, "ppg-ewma": ppg.PPGConfig,
+           **rlhf.ALGO_CONFIGS}
+_PRESETS = {**ppo.ALGO_PRESETS, **ppg.ALGO_PRESETS, **{algo: {} for algo in RM_ALGOS}}
+
+
+def _check(algo: str) -> str:
+    if algo not in ALGOS + RM_ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS + RM_ALGOS)}")
+    return algo
+
+
+def make_config(algo: str, distribution_mode: str = "easy", *, batch_scale: float | str | None = None,
+                **overrides):
+    """The paper defaults of `algo` for a Procgen mode, with overrides, optionally batch-size adjusted."""
+    cls = _CONFIG[_check(algo)]
+    config = cls.paper(distribution_mode, **{**_PRESETS[algo], **overrides})
+    if batch_scale is not None:
+        config = adjust_for_batch_size(config, batch_scale)
+    return config.validate()
+
+
+def config_from_run(algo: str, values: dict):
+    return _CONFIG[_check(algo)].from_dict(values)
+
+
+def algo_of(config) -> str:
+    if isinstance(config, rlhf.RewardModelSettings):
+        return "ppg-rm" if isinstance(config, ppg.PPGConfig) else "ppo-rm"
+    ewma = config.proximal_policy == "ewma"
+    if isinstance(config, ppg.PPGConfig):
+        return "ppg-ewma" if ewma else "ppg"
+    return "ppo-ewma" if ewma else "ppo"
+
+
+def train(config, **kwargs) -> str:
+    """Train with the engine the config belongs to; returns the run id. With `record_every`, the episode
+    recorder records into the run's store during training."""
+    if config.record_every:
+        kwargs.setdefault("recorder", record_training_episode)
+    if isinstance(config, rlhf.RewardModelSettings):
+        return rlhf.train(config, **kwargs)
+    engine = ppg if isinstance(config, ppg.PPGConfig) else ppo
+    return engine.train(config, **kwargs)
+
+
+__all__ = ["ALGOS", "RM_ALGOS", "make_config", "config_from_run", "algo_of", "train", "policy_from_checkpoint",
+           "adjust_for_batch_size"]

@@ -1,0 +1,163 @@
+"""What every engine's training loop needs around the science: the run record in the store, resuming from
+the last checkpoint, periodic atomic checkpoints, metric logging, graceful stop on SIGTERM/SIGINT and the
+progress bar. Engines (ppo.py, ppg.py) keep their loops readable by delegating all of that here:
+
+    session = TrainingSession("ppo", config, state={"model": net, "optimizer": opt, ...}, store=store)
+    session.restore(device)                     # continue from the last checkpoint, if there is one
+    with session:                               # status "running"; "finished"/"stopped"/"failed" on exit
+        while session.running:
+            ...one iteration...
+            session.end_iteration(env_steps, metrics)   # logs, checkpoints every `checkpoint_every`
+
+Resume semantics: the checkpoint holds every stateful object plus the torch RNG, the iteration and the env
+step count. Metrics logged after the checkpoint are deleted on restore (they are about to be produced
+again), so each step appears once. Environment state is not checkpointed: a resumed run starts fresh
+episodes on a seed derived from the iteration (`env_seed`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import threading
+
+import torch
+from tqdm.auto import tqdm
+
+from workbench.storage.runs import RunStore
+
+
+class StopRequest:
+    """Turns SIGTERM/SIGINT into a flag checked between iterations, so a stopped run checkpoints first.
+    Installed only from the main thread (Python allows signal handlers nowhere else)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class GeneratorState:
+    """Adapts a torch.Generator to the state_dict protocol so it checkpoints like a module."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
+
+
+class TrainingSession:
+    def __init__(self, algo: str, config, *, state: dict, store: RunStore | None = None, run_id: str | None = None,
+                 progress: bool = True):
+        self.algo, self.config, self.state = algo, config, state
+        self.recorder = None  # records an episode every config.record_every iterations (engines set it)
+        self.store = store or RunStore()
+        if run_id is None:
+            run_id = self.store.create_run(algo=algo, env=config.env, config=dataclasses.asdict(config),
+                                           name=config.name)
+        self.run_id = run_id
+        self.iteration, self.global_step = 0, 0
+        self.num_iterations = math.ceil(config.total_timesteps / config.batch_size)
+        self._progress = progress
+        self._stop = StopRequest()
+        self._last_checkpoint_iteration = None
+        self._tensorboard = None
+        if getattr(config, "tensorboard", False):
+            from workbench.storage.tensorboard import TensorBoardWriter
+
+            self._tensorboard = TensorBoardWriter(self.store.root / "tensorboard" / run_id)
+
+    # ---- resume --------------------------------------------------------------------------------------
+    def restore(self, map_location="cpu") -> bool:
+        """Load the latest checkpoint into the state objects; False when the run has none yet."""
+        latest = self.store.latest_checkpoint(self.run_id)
+        if latest is None:
+            return False
+        saved = self.store.load_checkpoint(self.run_id, latest[0], map_location=map_location)
+        missing = sorted(set(self.state) - set(saved["state"]))
+        if missing:
+            raise ValueError(f"checkpoint {latest[1]} of run {self.run_id} lacks {missing}; it was written by "
+                             f"another algorithm or version (it has {sorted(saved['state'])})")
+        for name, obj in self.state.items():
+            obj.load_state_dict(saved["state"][name])
+        torch.set_rng_state(saved["torch_rng"].cpu())
+        self.iteration, self.global_step = int(saved["iteration"]), int(saved["global_step"])
+        self._last_checkpoint_iteration = self.iteration
+        self.store.truncate_metrics(self.run_id, after_step=self.global_step)
+        return True
+
+    def env_seed(self, seed: int) -> int:
+        """Env seed for this (re)start: differs per resume point so a resumed run does not replay levels."""
+        return seed + 1_000_003 * self.iteration
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def __enter__(self) -> "TrainingSession":
+        self.store.set_status(self.run_id, "running", pid=os.getpid())
+        self._stop.__enter__()
+        self._bar = tqdm(total=self.config.total_timesteps, initial=self.global_step, unit="step",
+                         unit_scale=True, desc=self.run_id, disable=not self._progress, dynamic_ncols=True)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.iteration < self.num_iterations and not self._stop.requested
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.requested
+
+    def request_stop(self) -> None:
+        """Stop after the current iteration (what SIGTERM does), e.g. from a notebook thread."""
+        self._stop.requested = True
+
+    def end_iteration(self, env_steps: int, metrics: dict[str, float], postfix: dict | None = None) -> None:
+        self.iteration += 1
+        self.global_step += env_steps
+        metrics = {**metrics, "iteration": self.iteration}
+        self.store.log_metrics(self.run_id, self.global_step, metrics)
+        if self._tensorboard is not None:
+            self._tensorboard.add_scalars(self.global_step, metrics)
+        if self.iteration % self.config.checkpoint_every == 0:
+            self.checkpoint()
+        self._bar.update(env_steps)
+        if postfix:
+            self._bar.set_postfix(postfix)
+
+    def checkpoint(self) -> None:
+        self.store.save_checkpoint(self.run_id, self.global_step, {
+            "state": {name: obj.state_dict() for name, obj in self.state.items()},
+            "torch_rng": torch.get_rng_state(), "iteration": self.iteration, "global_step": self.global_step,
+            "algo": self.algo})
+        self._last_checkpoint_iteration = self.iteration
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.__exit__()
+        self._bar.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        if exc_type is None and self._last_checkpoint_iteration != self.iteration:
+            self.checkpoint()  # finished or stopped between checkpoints
+        if exc_type is not None:
+            status = "failed"  # state may be mid-update: keep the last good checkpoint
+        else:
+            status = "finished" if self.iteration >= self.num_iterations else "stopped"
+        self.store.set_status(self.run_id, status)
