@@ -17,9 +17,15 @@ The dashboard is served by `workbench-dashboard` (see widgets/app.py); this modu
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
+
+# Each domain's subcommands live in their own module, workbench/cli/<domain>.py, with
+# `add_parsers(sub)` (adds its subparsers, each with set_defaults(handler=...)) and handlers
+# `handler(args, store) -> int | None`. Adding a domain's commands is one line here.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")  # = workbench.registry.ALGOS (checked by a test)
 RM_ALGOS = ("ppo-rm", "ppg-rm")  # = registry.RM_ALGOS: against a reward model, e.g. --set reward_model=PATH
@@ -334,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
     store = RunStore(args.store)
     try:
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args, store) or 0
         if args.command == "train":
             print(cmd_train(args, store))
         elif args.command == "resume":
