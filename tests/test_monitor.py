@@ -319,7 +319,7 @@ def test_launch_watch_stop_resume_a_real_run(store, monkeypatch):
 @pytest.mark.slow
 def test_a_launched_run_outlives_the_process_that_launched_it(store, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    code = ("import sys; from workbench.monitor import metrics as m; "
+    code = ("import sys; from workbench.monitor import launch as m; "
             f"r, p = m.launch_run(sys.argv[1], 'ppo', {TINY!r}); print(r, p, flush=True)")
     launcher = subprocess.run([sys.executable, "-c", code, str(store.root)], cwd=REPO, capture_output=True,
                               text=True, timeout=300)

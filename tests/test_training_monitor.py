@@ -162,7 +162,7 @@ def test_launch_form_has_paper_defaults_and_refuses_invalid_input(store, monkeyp
 
 def test_launch_from_the_form_starts_one_process_per_seed(store, monkeypatch):
     launched = []
-    monkeypatch.setattr(mon, "launch_run", lambda root, algo, fields: launched.append((algo, fields))
+    monkeypatch.setattr(launch, "launch_run", lambda root, algo, fields: launched.append((algo, fields))
                         or (store.create_run(algo=algo, env=fields["env"], config={}), 1))
     m = TrainingMonitor(store_root=store.root)
     m.form_env.value = "colour_cue"
@@ -178,8 +178,8 @@ def test_launch_from_the_form_starts_one_process_per_seed(store, monkeypatch):
 def test_stop_and_resume_buttons_act_only_on_the_selection(store, monkeypatch):
     a, b = make_seeds(store, n_seeds=2, n_steps=1)
     stopped, resumed = [], []
-    monkeypatch.setattr(mon, "stop_run", lambda root, r: stopped.append(r) or True)
-    monkeypatch.setattr(mon, "resume_run", lambda root, r: resumed.append(r) or 1)
+    monkeypatch.setattr(launch, "stop_run", lambda root, r: stopped.append(r) or True)
+    monkeypatch.setattr(launch, "resume_run", lambda root, r: resumed.append(r) or 1)
     m = TrainingMonitor(store_root=store.root, selected_run_ids=[b])
     m.stop_button.clicks += 1
     m.resume_button.clicks += 1
