@@ -75,7 +75,7 @@ class CalibratedMathReport:
                           np.array([r["correct"] for r in rs], dtype=np.int8))
         return out
 
-    def reliability(self, group: str, *, n_bins: int = 20, strategy: str = "quantile", closed: str = "right",
+    def reliability(self, group: str, *, n_bins: int = 20, strategy: str = "quantile", closed: str = "left",
                     alpha: float = 0.05) -> calibration.ReliabilityBins:
         """The reliability-diagram table of one group, by default on the bins of its MAD (20 quantile bins)."""
         series = self.series()
@@ -113,7 +113,7 @@ def _confidence_of(rec: dict, source: str, word_scale) -> ConfidenceParse:
 
 def evaluate_outputs(outputs, *, questions: Iterable[Question] | Mapping[str, Question] | None = None,
                      confidence_source: str = "auto", word_scale: Mapping[str, float] | None = None,
-                     constant_confidence: float | None = None, n_bins: int = 20, closed: str = "right",
+                     constant_confidence: float | None = None, n_bins: int = 20, closed: str = "left",
                      scale: float = 100.0) -> CalibratedMathReport:
     """Score model outputs on CalibratedMath: MSE and MAD per group next to the constant baseline.
 
@@ -130,7 +130,8 @@ def evaluate_outputs(outputs, *, questions: Iterable[Question] | Mapping[str, Qu
     (``n_scored`` < ``n``); they are never silently dropped.
 
     Metrics: MSE = mean((correct - confidence)^2) and MAD = unweighted mean over ``n_bins`` (20) quantile bins
-    of |accuracy - mean confidence| (:func:`workbench.calibration.metrics.calibratedmath_mad`), both x ``scale``.
+    of |accuracy - mean confidence| (:func:`workbench.calibration.metrics.calibratedmath_mad`), both x ``scale``;
+    ``closed="left"`` (default) bins as the scikit-learn of the paper's time, ``"right"`` as scikit-learn >= 1.1.
 
     Constant baseline, as used here: ONE constant confidence c for every question of every group, namely
     ``constant_confidence`` when given, otherwise the accuracy on the training group (Add-subtract) records in

@@ -1,7 +1,8 @@
-"""Calibration metrics with explicit conventions (numpy only, vectorized), one module per job: input checks
-(`validation`), binning and binned errors (`binned`), BIG-bench's metrics (`bigbench`), Brier, log loss and
-CalibratedMath scores (`scores`), Clopper-Pearson intervals (`intervals`), reliability bins and the summary row
-(`reliability`). This package's namespace is the API: `from workbench.calibration import metrics as cal`.
+"""Calibration metrics with explicit conventions (numpy, vectorized; scipy for the beta quantiles), one module
+per job: input checks (`validation`), binning and binned errors (`binned`), BIG-bench's metrics (`bigbench`),
+Brier, log loss and CalibratedMath scores (`scores`), Clopper-Pearson intervals (`intervals`), reliability bins
+and the summary row (`reliability`). This package's namespace is the API:
+`from workbench.calibration import metrics as cal`.
 
 Every function names its binning in its signature and docstring, because published numbers differ mostly in
 these choices:
@@ -15,11 +16,12 @@ these choices:
       ``n_bins`` runs whose sizes differ by at most one (``np.array_split``); tied predictions may straddle
       two bins. This is the "adaptive" (equal-mass) binning of Nixon et al. 2019 (arXiv 1904.01685).
 * ``closed`` - which side of an interior edge a prediction equal to it falls on:
-    - ``"right"`` (default): bins are (lo, hi], except that the first bin also holds its lower edge. This is
-      scikit-learn >= 1.1 (``np.searchsorted(edges[1:-1], p, side="left")``) and BIG-bench's
-      ``np.digitize(..., right=True)``.
+    - ``"right"`` (the default everywhere except :func:`calibratedmath_mad`): bins are (lo, hi], except that
+      the first bin also holds its lower edge. This is scikit-learn >= 1.1
+      (``np.searchsorted(edges[1:-1], p, side="left")``) and BIG-bench's ``np.digitize(..., right=True)``.
     - ``"left"``: bins are [lo, hi), except that the last bin also holds 1.0 (scikit-learn < 1.1, which
-      used ``np.digitize`` on left-closed bins; CalibratedMath's published numbers date from then).
+      used ``np.digitize`` on left-closed bins; CalibratedMath's published numbers date from then, so it is
+      :func:`calibratedmath_mad`'s default).
 * Empty bins: they contribute nothing to ECE, are skipped by MCE and by the unweighted average (ACE /
   CalibratedMath MAD, as scikit-learn's ``calibration_curve`` drops them), and appear with ``count == 0``
   and NaN statistics in :func:`reliability_bins`.

@@ -123,13 +123,16 @@ def calibratedmath_mse(confidences, correct, *, scale: float = 100.0) -> float:
 
 
 def calibratedmath_mad(confidences, correct, *, n_bins: int = 20, strategy: str = "quantile",
-                       closed: str = "right", scale: float = 100.0) -> float:
+                       closed: str = "left", scale: float = 100.0) -> float:
     """CalibratedMath's MAD: unweighted mean over bins of |fraction correct - mean confidence| * ``scale``.
 
     Binning as the paper's code: scikit-learn ``calibration_curve(correct, confidences, n_bins=20,
     strategy="quantile")`` - 20 bins at the predictions' percentiles, empty bins (from repeated edges, e.g.
-    many identical verbalized confidences) dropped, every remaining bin weighted equally. ``closed="right"``
-    matches scikit-learn >= 1.1; ``closed="left"`` matches the scikit-learn < 1.1 binning of the paper's time
-    (the two differ only for predictions lying exactly on an edge, common with verbalized confidences).
+    many identical verbalized confidences) dropped, every remaining bin weighted equally. ``closed="left"``
+    (default) is the scikit-learn < 1.1 binning (``np.digitize`` on [lo, hi) bins) of the paper's time
+    (Lin, Hilton, Evans 2022, arXiv 2205.14334), so its numbers are comparable with the paper's;
+    ``closed="right"`` matches today's scikit-learn >= 1.1. The two differ only for predictions lying exactly
+    on an edge, which is common with verbalized confidences (a prediction equal to a repeated quantile edge
+    falls in the upper bin with "left", the lower with "right").
     """
     return average_calibration_error(confidences, correct, n_bins=n_bins, strategy=strategy, closed=closed) * scale
