@@ -176,7 +176,7 @@ def resume_run(store_root: str | os.PathLike, run_id: str) -> int:
     """Continue a stopped (or killed) run from its last checkpoint in a new process; returns its pid."""
     store_root = Path(store_root).expanduser().absolute()
     info = RunStore(store_root).get_run(run_id)
-    if info.status == "running" and process_alive(info.pid):
+    if info.status == "running" and not info.died:
         raise ValueError(f"run {run_id} is running (pid {info.pid}); stop it before resuming")
     if info.status == "finished":
         raise ValueError(f"run {run_id} has finished; there is nothing to resume")
@@ -186,7 +186,5 @@ def resume_run(store_root: str | os.PathLike, run_id: str) -> int:
 
 
 def display_status(info: RunInfo) -> str:
-    """The store's status, except "running" whose process is gone (killed) reads "running (dead)"."""
-    if info.status == "running" and not process_alive(info.pid):
-        return "running (dead)"
-    return info.status
+    """The store's status, except "running" whose process is gone (killed) or silent reads "died"."""
+    return info.display_status

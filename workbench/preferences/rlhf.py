@@ -179,7 +179,9 @@ def load_initial_weights(core: PolicyCore, store: RunStore, run_id: str, step: i
                          "pi_init must be a policy for the same env")
     if store.latest_checkpoint(run_id) is None:
         raise ValueError(f"init_run {run_id} has no checkpoint yet")
-    saved = store.load_checkpoint(run_id, step)
+    from workbench.rl.checkpoints import policy_checkpoint_problem
+
+    saved = store.load_checkpoint(run_id, step, check=policy_checkpoint_problem)
     weights = saved["state"].get("policy", saved["state"].get("model"))
     try:
         core.model.load_state_dict(weights)

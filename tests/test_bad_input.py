@@ -1,0 +1,302 @@
+"""Every class of bad input ends in a one-line error (exit code 2, the problem named, no traceback) and leaves
+the store as it was; a damaged checkpoint is named and the newest intact one is used (issue 15).
+
+The CLI runs in-process (`workbench.cli.main.main`); only a kill needs a subprocess (tests/test_ppo.py)."""
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.cli.main import main
+from workbench.storage.runs import RunStore
+
+TRAIN = ["train", "--env", "colour_cue", "--num-envs", "4", "--width", "0.25", "--no-progress",
+         "--set", "num_steps=8", "--set", "num_minibatches=2", "--set", "update_epochs=1"]
+BATCH = 4 * 8
+
+
+def run_cli(capsys, store_root, *args) -> tuple[int, str, str]:
+    code = main(["--store", str(store_root), *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(root: Path) -> tuple:
+    """Everything stored under `root`: every SQLite database's rows and every other file's bytes."""
+    rows, files = [], []
+    for path in sorted(root.rglob("*")):
+        if path.name.endswith((".sqlite-wal", ".sqlite-shm")) or not path.is_file():
+            continue
+        if path.suffix == ".sqlite":
+            with sqlite3.connect(path) as db:
+                rows.append((path.name, list(db.iterdump())))
+        else:
+            files.append((str(path.relative_to(root)), hashlib.sha256(path.read_bytes()).hexdigest()))
+    return rows, files
+
+
+def assert_clean_error(code: int, out: str, err: str, *words: str) -> None:
+    assert code == 2, (out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), err
+    for word in words:
+        assert word in err, (word, err)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny finished run with checkpoints at steps 64, 96, 128 (4 iterations, one checkpoint each, 3 kept)."""
+    root = tmp_path_factory.mktemp("trained")
+    assert main(["--store", str(root), *TRAIN, "--timesteps", str(4 * BATCH), "--set", "checkpoint_every=1"]) == 0
+    run_id = RunStore(root).list_runs()[0].id
+    return root, run_id
+
+
+@pytest.fixture
+def store_copy(trained, tmp_path) -> tuple[Path, str]:
+    root, run_id = trained
+    shutil.copytree(root, tmp_path / "store")
+    return tmp_path / "store", run_id
+
+
+# ---- config values: every engine's config, one shared check ---------------------------------------------------
+@pytest.mark.parametrize("extra, words", [
+    (["--set", "learning_rate=abc"], ["learning_rate", '"abc"', "a number in (0, 1]"]),
+    (["--set", "learning_rate=null"], ["learning_rate=null", "a number"]),
+    (["--set", "clip_coef=null"], ["clip_coef=null", "> 0"]),
+    (["--set", "num_envs=1.5"], ["num_envs=1.5", "whole number"]),
+    (["--set", "adam_betas=1"], ["adam_betas=1", "a list of 2 numbers"]),
+    (["--set", 'staleness="x"'], ["staleness", '"x"', "whole number >= 0"]),
+    (["--set", "checkpoint_every=0"], ["checkpoint_every=0", ">= 1"]),
+    (["--set", "no_such_field=1"], ["no_such_field", "valid settings", "learning_rate"]),
+    (["--set", "record_every=-1"], ["record_every=-1", ">= 0"]),
+    (["--set", "total_timesteps=1e30"], ["total_timesteps", "1,000,000,000,000"]),
+    (["--set", "gamma=NaN"], ["gamma", "finite"]),
+    (["--set", "seed=true"], ["seed=true", "whole number"]),
+    (["--set", "learning_rate"], ["KEY=VALUE"]),
+    (["--algo", "ppg", "--set", "n_pi=0"], ["PPGConfig", "n_pi=0"]),
+    (["--algo", "ppg-ewma", "--set", "beta_prox=1"], ["beta_prox=1", "[0, 1)"]),
+    (["--algo", "ppo-rm", "--set", "kl_coef=-1"], ["kl_coef=-1"]),
+    (["--algo", "ppo-rm", "--set", "reward_model=nowhere.pt"], ["reward model", "nowhere.pt", "does not exist"]),
+    (["--batch-scale", "abc"], ["batch scale"]),
+])
+def test_bad_train_settings_are_one_line_errors(capsys, tmp_path, extra, words):
+    RunStore(tmp_path).close()
+    before = snapshot(tmp_path)
+    assert_clean_error(*run_cli(capsys, tmp_path, *TRAIN, "--timesteps", BATCH, *extra), *words)
+    assert snapshot(tmp_path) == before
+
+
+def test_the_python_api_and_stored_configs_get_the_same_check():
+    from workbench.registry import config_from_run, make_config
+    from workbench.rl.algos.ppg import PPGConfig
+    from workbench.rl.algos.ppo import PPOConfig
+
+    with pytest.raises(ValueError, match=r"learning_rate=\"abc\": expected a number in \(0, 1\]"):
+        PPOConfig(learning_rate="abc").validate()
+    with pytest.raises(ValueError, match="aux_epochs=-1"):
+        PPGConfig(aux_epochs=-1).validate()
+    with pytest.raises(ValueError, match="unknown PPOConfig settings"):
+        make_config("ppo", learning_rat=1.0)
+    with pytest.raises(ValueError, match="staleness"):
+        config_from_run("ppo-ewma", {"staleness": [1]})
+    # JSON-ish input that is unambiguous is converted to the declared type
+    config = make_config("ppo", total_timesteps=25e6, adam_betas=[0.9, 0.99])
+    assert config.total_timesteps == 25_000_000 and isinstance(config.total_timesteps, int)
+    assert config.adam_betas == (0.9, 0.99)
+
+
+def test_the_launch_form_and_sweeps_use_it_too(tmp_path):
+    from workbench.monitor.launch import validate_launch
+    from workbench.studies.benchmark import run_grid
+
+    with pytest.raises(ValueError, match='num_levels="x": expected a whole number >= 0'):
+        validate_launch("ppo", {"env": "colour_cue", "num_levels": "x"})
+    with pytest.raises(ValueError, match="checkpoint_every=0"):
+        run_grid("generalization", ["coinrun"], ["ppo"], 1, store=RunStore(tmp_path),
+                 overrides={"checkpoint_every": 0})
+    assert RunStore(tmp_path).list_runs() == []
+
+
+# ---- file arguments -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (["labels", "import", "{missing}", "--campaign", "c", "--kind", "text_pair"], ["{missing}", "does not exist"]),
+    (["labels", "import", "{folder}", "--campaign", "c", "--kind", "text_pair"], ["{folder}", "is a folder"]),
+    (["labels", "import", "{missing}", "--labels"], ["does not exist"]),
+    (["labels", "export", "c", "--out", "{folder}"], ["is a folder"]),
+    (["labels", "export", "c", "--out", "{missing}/x/out.jsonl"], ["does not exist"]),
+    (["resume", "no-such-run"], ["unknown run id 'no-such-run'"]),
+    (["eval", "no-such-run"], ["unknown run id"]),
+])
+def test_bad_file_and_name_arguments_are_one_line_errors(capsys, tmp_path, args, words):
+    root, folder = tmp_path / "store", tmp_path / "a-folder"
+    folder.mkdir()
+    RunStore(root).close()
+    before = snapshot(root)
+    names = {"missing": str(tmp_path / "missing.jsonl"), "folder": str(folder)}
+    code, out, err = run_cli(capsys, root, *[a.format(**names) for a in args])
+    assert_clean_error(code, out, err, *[w.format(**names) for w in words])
+    assert snapshot(root) == before
+
+
+def test_a_store_that_cannot_be_written_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_clean_error(*run_cli(capsys, blocker / "runs", *TRAIN), "cannot open the run store", "a-file")
+    # A read-only home (root ignores permissions, so the file system's refusal is simulated)
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home" / "runs"))
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    for command in (TRAIN, ["resume", "some-run"]):
+        code = main(command)
+        assert_clean_error(code, *capsys.readouterr(), "Permission denied", str(tmp_path / "home"), "writable")
+
+
+def test_a_store_locked_or_full_while_training_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    RunStore(tmp_path).close()
+    before = snapshot(tmp_path)
+
+    def full(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(RunStore, "create_run", full)
+    assert_clean_error(*run_cli(capsys, tmp_path, *TRAIN, "--timesteps", BATCH), "disk is full")
+    assert snapshot(tmp_path) == before
+
+
+# ---- damaged checkpoints --------------------------------------------------------------------------------------
+def _damage(store: RunStore, run_id: str, how: str) -> Path:
+    step, path = store.latest_checkpoint(run_id)
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "random":
+        path.write_bytes(os.urandom(len(data)))
+    elif how == "deleted":
+        path.unlink()
+    elif how == "wrong structure":  # a readable checkpoint of another shape, checksum and all
+        torch.save({"weights": torch.zeros(3)}, path)
+        with sqlite3.connect(store.db_path) as db:
+            db.execute("UPDATE checkpoints SET sha256 = ? WHERE run_id = ? AND step = ?",
+                       (hashlib.sha256(path.read_bytes()).hexdigest(), run_id, step))
+    return path
+
+
+DAMAGES = ["truncated", "empty", "random", "deleted", "wrong structure"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_eval_names_a_damaged_checkpoint_and_uses_the_one_before(capsys, store_copy, how):
+    root, run_id = store_copy
+    store = RunStore(root)
+    path = _damage(store, run_id, how)
+    before = snapshot(root)
+    code, out, err = run_cli(capsys, root, "eval", run_id, "--episodes", 1, "--device", "cpu")
+    assert code == 0 and "Traceback" not in err, err
+    assert f"checkpoint {path}" in err and "damaged" in err and "falling back" in err
+    assert f"@ step {3 * BATCH:,}" in out  # the newest intact one
+    assert snapshot(root) == before  # nothing repaired, moved or deleted by a reader
+    # asked for explicitly, the damaged one is an error naming the file
+    assert_clean_error(*run_cli(capsys, root, "eval", run_id, "--step", 4 * BATCH), str(path), "damaged")
+    assert_clean_error(*run_cli(capsys, root, "rollout", run_id, "--step", 4 * BATCH), str(path), "damaged")
+    assert snapshot(root) == before
+
+
+def test_rollout_records_from_the_newest_intact_checkpoint(capsys, store_copy):
+    root, run_id = store_copy
+    path = _damage(RunStore(root), run_id, "truncated")
+    code, out, err = run_cli(capsys, root, "rollout", run_id, "--no-hires", "--max-steps", 5)
+    assert code == 0 and str(path) in err, err
+    from workbench.episodes.rollouts import RolloutStore
+
+    (info,) = RolloutStore(root).list(run_id=run_id)
+    assert info.checkpoint_step == 3 * BATCH
+
+
+def test_resume_after_a_truncated_checkpoint_continues_from_the_one_before(capsys, store_copy):
+    root, run_id = store_copy
+    store = RunStore(root)
+    path = _damage(store, run_id, "truncated")
+    damaged_bytes = path.read_bytes()
+    store.set_status(run_id, "running", pid=2**22 + 12345)  # as after a SIGKILL: no such process
+    code, out, err = run_cli(capsys, root, "resume", run_id)
+    assert code == 0, err
+    assert str(path) in err and "damaged" in err
+    assert store.get_run(run_id).status == "finished"
+    steps, iterations = store.metric_series(run_id, "iteration")
+    assert list(steps) == [BATCH, 2 * BATCH, 3 * BATCH, 4 * BATCH] and list(iterations) == [1, 2, 3, 4]
+    # the damaged file is kept beside the new checkpoint, never deleted
+    assert path.with_name(path.name + ".damaged").read_bytes() == damaged_bytes
+    assert store.latest_checkpoint(run_id) == (4 * BATCH, path) and store.load_checkpoint(run_id)["iteration"] == 4
+
+
+def test_resume_step_picks_a_checkpoint_and_keeps_the_later_ones_aside(capsys, store_copy):
+    root, run_id = store_copy
+    store = RunStore(root)
+    later = store.latest_checkpoint(run_id)[1]
+    assert run_cli(capsys, root, "resume", run_id, "--step", 2 * BATCH)[0] == 0
+    assert later.with_name(later.name + ".superseded").is_file()
+    assert list(store.metric_series(run_id, "iteration")[1]) == [1, 2, 3, 4]
+    assert_clean_error(*run_cli(capsys, root, "resume", run_id, "--step", 5), "no checkpoint at step 5")
+
+
+def test_every_checkpoint_damaged_is_an_error_naming_them(capsys, store_copy):
+    root, run_id = store_copy
+    store = RunStore(root)
+    paths = [path for _, path in store.list_checkpoints(run_id)]
+    for path in paths:
+        path.write_bytes(b"")
+    before = snapshot(root)
+    code, out, err = run_cli(capsys, root, "resume", run_id)
+    assert_clean_error(code, out, err, "every checkpoint", *map(str, paths))
+    assert snapshot(root) == before
+
+
+# ---- liveness ---------------------------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_run_whose_process_is_gone_shows_died_and_offers_resume(capsys, tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create_run(algo="ppo", env="colour_cue", config={})
+    store.log_metrics(run, 96, {"episode_return": 1.0})
+    store.set_status(run, "running", pid=_dead_pid())
+    assert store.get_run(run).died and store.get_run(run).display_status == "died"
+    code, out, _ = run_cli(capsys, tmp_path, "runs")
+    assert code == 0 and " died " in out and f"died at env step 96" in out and f"workbench resume {run}" in out
+
+    from widgets.runs_table import RunsTable
+
+    table = RunsTable(store_root=tmp_path)
+    assert table.tabulator.value.loc[run, "status"] == "died" and "1 died" in table._status.object
+
+
+def test_a_live_process_with_a_stale_heartbeat_has_died(tmp_path):
+    from workbench.storage.liveness import HEARTBEAT_STALE_S
+
+    store = RunStore(tmp_path)
+    run = store.create_run(algo="ppo", env="colour_cue", config={})
+    store.set_status(run, "running", pid=os.getpid())  # a live python process: this one
+    assert not store.get_run(run).died
+    with sqlite3.connect(store.db_path) as db:
+        db.execute("UPDATE runs SET heartbeat_at = ?", (time.time() - HEARTBEAT_STALE_S - 1,))
+    assert store.get_run(run).died  # e.g. the pid was reused after a reboot
+    store.heartbeat(run)
+    assert not store.get_run(run).died
