@@ -300,3 +300,45 @@ def test_a_live_process_with_a_stale_heartbeat_has_died(tmp_path):
     assert store.get_run(run).died  # e.g. the pid was reused after a reboot
     store.heartbeat(run)
     assert not store.get_run(run).died
+
+
+# ---- the dashboard server ---------------------------------------------------------------------------------------
+def test_the_dashboard_serves_component_resources_of_its_own_modules_only(tmp_path, monkeypatch):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    import panel as pn
+
+    from widgets import app
+
+    served = []
+    monkeypatch.setattr(app.pn, "serve", lambda *args, **kwargs: served.append(kwargs))
+    assert app.main(["--store", str(tmp_path)]) == 0
+    assert [p[1].__name__ for p in served[0]["extra_patterns"]] == ["OwnComponentResourceHandler"]
+    monkeypatch.undo()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = pn.serve({"/": lambda: app.build_app(tmp_path)}, port=port, address="127.0.0.1", threaded=True,
+                      show=False, extra_patterns=app.guarded_component_routes())
+    try:
+        def status(path: str) -> int:
+            for _ in range(100):  # the server thread may still be starting
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/components/{path}", timeout=5) as r:
+                        return r.status
+                except urllib.error.HTTPError as e:
+                    return e.code
+                except urllib.error.URLError:
+                    time.sleep(0.1)
+            raise AssertionError("the server did not start")
+
+        assert "this" not in sys.modules
+        assert status("this/X/__css__/x.css") == 403  # would import (and run) the module `this`
+        assert "this" not in sys.modules
+        assert status("json/JSONDecoder/__css__/x.css") == 403  # an installed module, not the dashboard's
+        assert status("panel.template.bootstrap/BootstrapTemplate/_css/bootstrap.css") == 200  # its own
+    finally:
+        server.stop()
