@@ -136,6 +136,8 @@ def test_the_launch_form_and_sweeps_use_it_too(tmp_path):
     (["labels", "export", "c", "--out", "{missing}/x/out.jsonl"], ["does not exist"]),
     (["resume", "no-such-run"], ["unknown run id 'no-such-run'"]),
     (["eval", "no-such-run"], ["unknown run id"]),
+    (["reward", "train", "--campaign", "c", "--set", "members=abc"], ['members="abc"', "whole number"]),
+    (["reward", "train", "--campaign", "c", "--set", "member=3"], ["unknown RewardConfig settings", "members"]),
 ])
 def test_bad_file_and_name_arguments_are_one_line_errors(capsys, tmp_path, args, words):
     root, folder = tmp_path / "store", tmp_path / "a-folder"
