@@ -88,6 +88,7 @@ def store_copy(trained, tmp_path) -> tuple[Path, str]:
     (["--algo", "ppo-rm", "--set", "kl_coef=-1"], ["kl_coef=-1"]),
     (["--algo", "ppo-rm", "--set", "reward_model=nowhere.pt"], ["reward model", "nowhere.pt", "does not exist"]),
     (["--batch-scale", "abc"], ["batch scale"]),
+    (["--set", 'distribution_mode="medium"'], ["distribution_mode", "'medium'", "easy, hard"]),
 ])
 def test_bad_train_settings_are_one_line_errors(capsys, tmp_path, extra, words):
     RunStore(tmp_path).close()

@@ -188,7 +188,8 @@ def cmd_train(args, store) -> str:
     validate_env_name(fields["env"])  # before a run is created in the store
     if isinstance(fields.get("reward_model"), str):
         input_file(fields["reward_model"], "reward model")
-    config = registry.make_config(args.algo, args.distribution_mode, batch_scale=args.batch_scale, **fields)
+    mode = fields.pop("distribution_mode", args.distribution_mode)  # --set distribution_mode=... is the flag's
+    config = registry.make_config(args.algo, mode, batch_scale=args.batch_scale, **fields)
     if args.batch_scale is not None and config.update_epochs != 1:
         print(f"note: the batch-size adjustments assume one policy epoch (update_epochs = {config.update_epochs})",
               file=sys.stderr)

@@ -63,7 +63,8 @@ def run_grid(protocol: str, games: list[str], algos: list[str], seeds: int | lis
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1 (got {parallel})")
     for algo in algos:  # every override checked (type, range, name) before the first run starts
-        make_config(algo, mode, **(overrides or {}))
+        checked = dict(overrides or {})
+        make_config(algo, checked.pop("distribution_mode", mode), **checked)
     store = store or RunStore()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     jobs = [GridJob(a, g, s) for g, a, s in itertools.product(games, algos, seed_list)]
