@@ -187,7 +187,7 @@ def cmd_train(args, store) -> str:
     fields.update(_parse_overrides(args.set))
     validate_env_name(fields["env"])  # before a run is created in the store
     if isinstance(fields.get("reward_model"), str):
-        input_file(fields["reward_model"], "reward model")
+        input_file(fields["reward_model"], "reward model", folder=True)  # save_reward_model writes a folder
     mode = fields.pop("distribution_mode", args.distribution_mode)  # --set distribution_mode=... is the flag's
     config = registry.make_config(args.algo, mode, batch_scale=args.batch_scale, **fields)
     if args.batch_scale is not None and config.update_epochs != 1:

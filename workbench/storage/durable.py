@@ -82,15 +82,15 @@ def connect(db_path: str | os.PathLike, *, synchronous: str = "NORMAL", wal: boo
     return conn
 
 
-def input_file(path: str | os.PathLike, what: str = "file") -> Path:
-    """``path`` when it is a readable file; else a one-line ValueError saying what is wrong with it (missing, a
-    folder, unreadable), for every command's file arguments."""
+def input_file(path: str | os.PathLike, what: str = "file", *, folder: bool = False) -> Path:
+    """``path`` when it is a readable file (``folder``: a folder); else a one-line ValueError saying what is
+    wrong with it (missing, a folder / not a folder, unreadable), for every command's file arguments."""
     path = Path(path).expanduser()
     if not path.exists():
         where = path.parent if str(path.parent) not in ("", ".") else Path.cwd()
         raise ValueError(f"{what} {path} does not exist" + ("" if where.is_dir() else f" (no folder {where})"))
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a folder, not a file")
+    if path.is_dir() != folder:
+        raise ValueError(f"{what} {path} is a folder, not a file" if not folder else f"{what} {path} is not a folder")
     if not os.access(path, os.R_OK):
         raise ValueError(f"{what} {path} is not readable (permissions)")
     return path
