@@ -345,3 +345,35 @@ def test_the_dashboard_serves_component_resources_of_its_own_modules_only(tmp_pa
         assert status("panel.template.bootstrap/BootstrapTemplate/_css/bootstrap.css") == 200  # its own
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_killed_run_with_a_truncated_checkpoint_shows_died_and_resumes_from_the_one_before(capsys, tmp_path):
+    total = 40 * BATCH
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "--store", str(tmp_path), *TRAIN,
+                             "--timesteps", str(total), "--set", "checkpoint_every=2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    store = RunStore(tmp_path)
+    deadline = time.time() + 120
+    while True:  # until two checkpoints exist and the run is past the second
+        runs = store.list_runs()
+        if runs and len(store.list_checkpoints(runs[0].id)) >= 2 and runs[0].env_steps > store.latest_checkpoint(
+                runs[0].id)[0]:
+            break
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    run_id = runs[0].id
+    (before, _), (last, path) = store.list_checkpoints(run_id)[-2:]
+    path.write_bytes(path.read_bytes()[:1000])  # the latest checkpoint truncated
+
+    code, out, _ = run_cli(capsys, tmp_path, "runs")
+    assert code == 0 and f"run {run_id} died at env step" in out and f"workbench resume {run_id}" in out
+    code, out, err = run_cli(capsys, tmp_path, "resume", run_id)
+    assert code == 0 and str(path) in err and "damaged" in err
+    assert store.get_run(run_id).display_status == "finished"
+    steps, iterations = store.metric_series(run_id, "iteration")
+    assert list(steps) == list(range(BATCH, total + 1, BATCH)) and list(iterations) == list(range(1, 41))
+    assert path.with_name(path.name + ".damaged").stat().st_size == 1000
