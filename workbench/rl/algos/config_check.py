@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
 MAX_SEED = 2**31 - 1            # procgen and numpy take 32-bit seeds
 MAX_TIMESTEPS = 10**12          # 5000x the Procgen paper's hard-mode budget: anything above is a typo
@@ -130,10 +130,17 @@ def _admits_bool(annotation) -> bool:
     return any(_admits_bool(a) for a in typing.get_args(annotation))
 
 
+def _adapter(annotation) -> TypeAdapter | None:
+    try:
+        return TypeAdapter(annotation)
+    except PydanticUserError:  # a type pydantic cannot check (an arbitrary class): its range check still runs
+        return None
+
+
 @functools.cache
-def _field_types(cls) -> dict[str, tuple[Any, TypeAdapter]]:
+def _field_types(cls) -> dict[str, tuple[Any, TypeAdapter | None]]:
     hints = typing.get_type_hints(cls)
-    return {f.name: (hints[f.name], TypeAdapter(hints[f.name])) for f in dataclasses.fields(cls) if f.init}
+    return {f.name: (hints[f.name], _adapter(hints[f.name])) for f in dataclasses.fields(cls) if f.init}
 
 
 def valid_settings(cls) -> list[str]:
@@ -148,23 +155,23 @@ def _numbers(value) -> list[float]:
     return []
 
 
-def _check_field(name: str, annotation, adapter: TypeAdapter, value) -> tuple[Any, str | None, bool]:
+def _check_field(name: str, annotation, adapter: TypeAdapter | None, value) -> tuple[Any, str | None, bool]:
     """(the value as the field's type, None, False), or (value, a sentence naming the field, the value and what
     is valid, whether the type is wrong)."""
-    bounds = RANGES.get(name)
+    given, bounds = value, RANGES.get(name)  # given: as the user wrote it, for messages
     valid = _plain(annotation) + (f" {bounds.describe()}" if bounds is not None else "")
     if isinstance(value, bool) and not _admits_bool(annotation):
-        return value, f"{name}={_show(value)}: expected {valid}", True
+        return value, f"{name}={_show(given)}: expected {valid}", True
     try:
-        value = adapter.validate_python(value)
+        value = value if adapter is None else adapter.validate_python(value)
     except ValidationError:
-        return value, f"{name}={_show(value)}: expected {valid}", True
+        return value, f"{name}={_show(given)}: expected {valid}", True
     for number in _numbers(value):
         if isinstance(number, float) and not math.isfinite(number):
             finite = "a finite number" + (f" {bounds.describe()}" if bounds else "")
-            return value, f"{name}={_show(value)}: expected {finite}", False
+            return value, f"{name}={_show(given)}: expected {finite}", False
         if bounds is not None and not bounds.contains(number):
-            return value, f"{name}={_show(value)}: expected {valid}", False
+            return value, f"{name}={_show(given)}: expected {valid}", False
     return value, None, False
 
 
