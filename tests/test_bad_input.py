@@ -377,3 +377,19 @@ def test_a_killed_run_with_a_truncated_checkpoint_shows_died_and_resumes_from_th
     steps, iterations = store.metric_series(run_id, "iteration")
     assert list(steps) == list(range(BATCH, total + 1, BATCH)) and list(iterations) == list(range(1, 41))
     assert path.with_name(path.name + ".damaged").stat().st_size == 1000
+
+
+def test_a_store_from_before_checksums_and_heartbeats_opens_and_still_falls_back(store_copy):
+    root, run_id = store_copy
+    with sqlite3.connect(root / "workbench.sqlite") as db:  # as an older workbench wrote it
+        db.execute("ALTER TABLE checkpoints DROP COLUMN sha256")
+        db.execute("ALTER TABLE runs DROP COLUMN heartbeat_at")
+    store = RunStore(root)
+    assert store.get_run(run_id).heartbeat_at is None and not store.get_run(run_id).died
+    steps = [step for step, _ in store.list_checkpoints(run_id)]
+    path = store.latest_checkpoint(run_id)[1]
+    assert store.load_checkpoint(run_id)["global_step"] == steps[-1]  # no checksum: torch's own reading
+    path.write_bytes(path.read_bytes()[:5000])
+    damaged = []
+    assert store.load_checkpoint(run_id, on_damaged=damaged.append)["global_step"] == steps[-2]
+    assert [(d.step, d.path) for d in damaged] == [(steps[-1], path)] and "torch cannot read it" in str(damaged[0])
