@@ -393,3 +393,59 @@ def test_a_store_from_before_checksums_and_heartbeats_opens_and_still_falls_back
     damaged = []
     assert store.load_checkpoint(run_id, on_damaged=damaged.append)["global_step"] == steps[-2]
     assert [(d.step, d.path) for d in damaged] == [(steps[-1], path)] and "torch cannot read it" in str(damaged[0])
+
+
+# ---- the labeling page when the store cannot be written ----------------------------------------------------------
+def test_a_failed_save_keeps_the_answer_on_screen_and_loses_nothing_acknowledged(tmp_path, monkeypatch):
+    from widgets.comparison import ComparisonWidget
+    from widgets.labeling import LabelingTab
+    from workbench.preferences.labels import LabelStore
+
+    store = LabelStore(tmp_path)
+    store.create_campaign("texts", "text_pair", flags=("offensive",))
+    store.add_items("texts", [{"prompt": f"p{i}", "a": f"A{i}", "b": f"B{i}"} for i in range(4)])
+    widget = ComparisonWidget(store=store, campaign="texts", labeler="alice")
+    widget.handle_action("left", widget.assignment.id)  # acknowledged: "Saved"
+    assert "Saved" in widget.message.object
+    acknowledged = store.export_rows("texts")
+    assert len(acknowledged) == 1
+
+    shown = widget.assignment
+    widget.comment.value_input = "the second answer is rude"
+    widget.flags.value = ["offensive"]
+    real_submit = store.submit
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "submit", disk_full)
+    widget.handle_action("right", shown.id)
+    assert "Not saved (database or disk is full)" in widget.message.object and "Retry" in widget.message.object
+    assert widget.retry_button.visible
+    assert widget.assignment is shown and widget.bar.assignment_id == shown.id  # the same item, still answerable
+    assert widget.comment.value_input == "the second answer is rude" and widget.flags.value == ["offensive"]
+    assert store.export_rows("texts") == acknowledged
+
+    monkeypatch.setattr(store, "submit", real_submit)
+    widget.retry()
+    rows = store.export_rows("texts")
+    assert rows[0] == acknowledged[0] and len(rows) == 2
+    assert rows[1]["comment"] == "the second answer is rude" and not widget.retry_button.visible
+    assert widget.assignment is not None and widget.assignment.id != shown.id
+
+    # saved, then the next item cannot be fetched (store locked): the label stays saved, Retry fetches
+    real_next = store.next_item
+    monkeypatch.setattr(store, "next_item", lambda *a, **k: (_ for _ in ()).throw(
+        sqlite3.OperationalError("database is locked")))
+    widget.handle_action("left", widget.assignment.id)
+    assert "Saved, but the next item could not be loaded (database is locked)" in widget.message.object
+    assert len(store.export_rows("texts")) == 3
+    monkeypatch.setattr(store, "next_item", real_next)
+    widget.retry()
+    assert widget.assignment is not None and not widget.retry_button.visible
+
+    # the page around it: a locked store while listing campaigns is a message, not an exception
+    tab = LabelingTab(store_root=tmp_path, user="bob", role="labeler")
+    monkeypatch.setattr(tab.store, "list_campaigns", disk_full)
+    tab.refresh_campaigns()
+    assert "Could not read the label store" in tab.message.object
