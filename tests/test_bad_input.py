@@ -276,7 +276,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_a_run_whose_process_is_gone_shows_died_and_offers_resume(capsys, tmp_path):
+def test_a_run_whose_process_is_gone_shows_died_and_offers_resume(capsys, tmp_path, monkeypatch):
     store = RunStore(tmp_path)
     run = store.create_run(algo="ppo", env="colour_cue", config={})
     store.log_metrics(run, 96, {"episode_return": 1.0})
@@ -289,6 +289,12 @@ def test_a_run_whose_process_is_gone_shows_died_and_offers_resume(capsys, tmp_pa
 
     table = RunsTable(store_root=tmp_path)
     assert table.tabulator.value.loc[run, "status"] == "died" and "1 died" in table._status.object
+    from workbench.monitor import launch
+
+    resumed = []
+    monkeypatch.setattr(launch, "resume_run", lambda root, run_id: resumed.append((Path(root), run_id)) or 1)
+    table.selected_run_ids = [run]
+    assert table.resume_selected() == [run] and resumed == [(tmp_path.absolute(), run)]
 
 
 def test_a_live_process_with_a_stale_heartbeat_has_died(tmp_path):
