@@ -128,7 +128,7 @@ def test_a_dead_running_run_is_shown_as_such(store):
     run = store.create_run(algo="ppo", env="colour_cue", config={}, name="killed")
     store.set_status(run, "running", pid=2**22 + 12345)  # no such process
     m = TrainingMonitor(store_root=store.root, selected_run_ids=[run])
-    assert "running (dead)" in m.status.object
+    assert "died" in m.status.object
 
 
 def test_launch_form_has_paper_defaults_and_refuses_invalid_input(store, monkeypatch):

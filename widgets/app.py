@@ -52,6 +52,31 @@ EXTENSIONS: list[str] = ["tabulator", "plotly"]
 
 LOOPBACK_NAMES = ("localhost",)
 
+# Packages whose components the page loads resources (CSS, JS) of through /components/<module>/...: Panel's and
+# Bokeh's own, and this dashboard's. Panel's handler would import any module named in the URL; this one answers
+# only for these packages, and only for modules already imported (a request never imports anything).
+OWN_PACKAGES = ("panel", "bokeh", "widgets")
+
+
+def component_module_allowed(module: str) -> bool:
+    return module.partition(".")[0] in OWN_PACKAGES and module in sys.modules
+
+
+def guarded_component_routes() -> list[tuple]:
+    """A /components/ route placed before Panel's: refuses (403) resources of modules that are not the
+    dashboard's own, then lets Panel's handler serve the rest."""
+    from panel.io.resources import COMPONENT_PATH
+    from panel.io.server import ComponentResourceHandler
+    from tornado.web import HTTPError
+
+    class OwnComponentResourceHandler(ComponentResourceHandler):
+        def parse_url_path(self, path: str) -> str:
+            if not component_module_allowed(path.split("/", 1)[0]):
+                raise HTTPError(403, "not a component of this dashboard")
+            return super().parse_url_path(path)
+
+    return [(f"/{COMPONENT_PATH}(.*)", OwnComponentResourceHandler, {})]
+
 
 def build_app(store_root: str | os.PathLike | None = None, *, require_login: bool = False,
               admins: frozenset[str] | None = None) -> pn.template.BootstrapTemplate:
@@ -211,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         websocket_origin=websocket_origins(args.address, args.port, args.allow_websocket_origin),
         show=args.show,
         title=TITLE,
+        extra_patterns=guarded_component_routes(),
         start=True,
         verbose=True,
         **auth,

@@ -35,6 +35,7 @@ box (Escape leaves it). In JupyterLab, click the widget first so the notebook do
 from __future__ import annotations
 
 import html
+import sqlite3
 import time
 from collections import OrderedDict
 from typing import Any
@@ -65,6 +66,9 @@ from widgets.clip_sprites import (
 from widgets.safe_text import TEXT_CSS, render_text
 from workbench.episodes.clips import CLIP_FPS, clip_frames
 from workbench.preferences.labels import AssignmentExpiredError
+
+# What a store that cannot write or read right now raises (a full disk, a lock held past the busy timeout).
+STORE_ERRORS = (sqlite3.Error, OSError)
 
 
 class ComparisonWidget(pn.viewable.Viewer):
@@ -106,8 +110,14 @@ class ComparisonWidget(pn.viewable.Viewer):
         self.bar = ChoiceBar(css_classes=["wb-choices"], sizing_mode="stretch_width")
         self.bar.on_msg(self._on_bar_msg)
         self.message = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["wb-label-message"])
+        # Shown after a failed save (disk full, store locked): redoes what failed, with the answer still on screen.
+        self.retry_button = pn.widgets.Button(label="Retry", color="warning", width=90, visible=False,
+                                              css_classes=["wb-retry"])
+        self.retry_button.on_click(lambda _event: self.retry())
+        self._failed: tuple | None = None   # (action, assignment id) of a save that failed, or ("next", None)
         self._layout = pn.Column(self.header, self.guidelines_card, self.content, self.ranking_box, self.flags,
-                                 self.comment, self.bar, self.message, sizing_mode="stretch_width")
+                                 self.comment, self.bar, pn.Row(self.message, self.retry_button),
+                                 sizing_mode="stretch_width")
         self.load()
 
     # ---- store access --------------------------------------------------------------------------------
@@ -134,7 +144,7 @@ class ComparisonWidget(pn.viewable.Viewer):
             return
         try:
             self.campaign_info = self.store.get_campaign(self.campaign)
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, *STORE_ERRORS) as e:
             self._show_idle(f"Cannot open campaign: {e}")
             return
         flags = list(self.campaign_info.flags)
@@ -142,7 +152,10 @@ class ComparisonWidget(pn.viewable.Viewer):
         guidelines = self.campaign_info.guidelines_md or ""
         self.guidelines.object = render_text(guidelines, markdown=True) if guidelines.strip() else ""
         self.guidelines_card.visible = bool(guidelines.strip())
-        self._next()
+        try:
+            self._next()
+        except STORE_ERRORS as e:
+            self._store_failed(("next", None), f"The next item could not be loaded ({e}).")
 
     def _markdown_on(self) -> bool:
         if self.render_markdown is not None:
@@ -157,7 +170,8 @@ class ComparisonWidget(pn.viewable.Viewer):
         next one. ``scale``: -3..3 as shown (graded campaigns). ``ranking`` (with ``choice="ranked"`` in a
         ranking campaign): the rank (1 = best) given to each response in the order SHOWN; default: the rank
         selectors on screen. Returns the label id. A store error (e.g. the assignment timed out and went to
-        someone else) is raised as ValueError and nothing is stored."""
+        someone else) is raised as ValueError and nothing is stored; so is a store that cannot be written
+        (disk full, locked: sqlite3.Error / OSError, which the page shows as "not saved" with a Retry)."""
         if self.assignment is None:
             raise ValueError("there is no assignment on screen to answer")
         kind = self.campaign_info.kind
@@ -220,6 +234,7 @@ class ComparisonWidget(pn.viewable.Viewer):
         current = self.assignment.id if self.assignment is not None else -1
         if assignment_id != current:
             return
+        saved_before = self.last_label_id
         try:
             if action == "undo":
                 self.undo()
@@ -235,6 +250,36 @@ class ComparisonWidget(pn.viewable.Viewer):
             self.message.object = f'<span style="color:#b00020">{html.escape(str(e))}</span>'
         except ValueError as e:
             self.message.object = f'<span style="color:#b00020">{html.escape(str(e))}</span>'
+        except STORE_ERRORS as e:
+            if self.last_label_id != saved_before:  # committed; only fetching the next item failed
+                self._store_failed(("next", None), f"Saved, but the next item could not be loaded ({e}).")
+            else:  # nothing committed: the answer (choice, ranks, flags, comment) stays on screen
+                self._store_failed((action, assignment_id), f"Not saved ({e}): your answer is still here.")
+        else:
+            self._failed = None
+            self.retry_button.visible = False
+
+    def _store_failed(self, what: tuple, text: str) -> None:
+        self._failed = what
+        self.retry_button.visible = True
+        self.message.object = (f'<span style="color:#b00020" class="wb-not-saved">{html.escape(text)} '
+                               "Press Retry (or answer again) when the store is back.</span>")
+
+    def retry(self) -> None:
+        """Redo what failed to reach the store: the answer on screen, or fetching the next item."""
+        if self._failed is None:
+            return
+        action, assignment_id = self._failed
+        if action != "next":
+            self.handle_action(action, assignment_id)
+            return
+        try:
+            self._next(message="Saved. ")
+        except STORE_ERRORS as e:
+            self._store_failed(("next", None), f"The next item could not be loaded ({e}).")
+        else:
+            self._failed = None
+            self.retry_button.visible = False
 
     # ---- drawing ---------------------------------------------------------------------------------------
 

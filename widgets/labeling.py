@@ -31,7 +31,7 @@ from pathlib import Path
 import panel as pn
 import param
 
-from widgets.comparison import ComparisonWidget
+from widgets.comparison import STORE_ERRORS, ComparisonWidget
 from workbench.episodes.clips import (
     DEFAULT_CLIP_LENGTH,
     STRATEGIES,
@@ -127,7 +127,11 @@ class LabelingTab(pn.viewable.Viewer):
         self.comparison.labeler = (name or "").strip()
 
     def refresh_campaigns(self) -> None:
-        names = [c.name for c in self.store.list_campaigns()]
+        try:
+            names = [c.name for c in self.store.list_campaigns()]
+        except STORE_ERRORS as e:  # locked or unreadable for now: keep what is shown, say so
+            self.message.object = _error(f"Could not read the label store ({e}); press Refresh to try again.")
+            return
         current = self.campaign_select.value
         self.campaign_select.options = names
         if current in names:
@@ -264,7 +268,7 @@ class LabelingTab(pn.viewable.Viewer):
                                           n_pairs=int(self.form_pairs.value), length=int(self.form_length.value),
                                           strategy=self.form_strategy.value, seed=int(self.form_seed.value),
                                           **self._campaign_args())
-        except (ValueError, OSError) as e:
+        except (ValueError, *STORE_ERRORS) as e:
             self.message.object = _error(f"Not created: {e}")
             return
         self.message.object = _ok(f"Created campaign {self.form_name.value.strip()!r} with {n} clip pairs.")
@@ -277,7 +281,7 @@ class LabelingTab(pn.viewable.Viewer):
         try:
             n = self.create_from_jsonl(self.form_name.value, kind, self.form_file.value,
                                        filename=self.form_file.filename or "upload.jsonl", **self._campaign_args())
-        except (ValueError, OSError) as e:
+        except (ValueError, *STORE_ERRORS) as e:
             self.message.object = _error(f"Not created: {e}")
             return
         self.message.object = _ok(f"Created {kind} campaign {self.form_name.value.strip()!r} with {n} items.")
@@ -325,7 +329,7 @@ class LabelingTab(pn.viewable.Viewer):
             return
         try:
             self.stats_pane.object = self.statistics_html(name)
-        except (ValueError, OSError) as e:
+        except (ValueError, *STORE_ERRORS) as e:
             self.stats_pane.object = _error(f"Could not compute statistics: {e}")
 
     def _export(self, fmt: str) -> io.BytesIO:

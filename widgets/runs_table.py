@@ -72,7 +72,7 @@ def runs_frame(runs: Sequence[RunInfo], latest: dict[str, dict[str, tuple[int, f
             "name": run.name,
             "algo": run.algo,
             "env": run.env,
-            "status": run.status,
+            "status": run.display_status,  # "died": marked running but its process is gone
             "env_steps": run.env_steps,
         }
         for name in names:
@@ -123,9 +123,13 @@ class RunsTable(PeriodicRefresh, pn.viewable.Viewer):
         self._refresh_button = pn.widgets.Button(label="Refresh", width=90)
         self._refresh_button.on_click(lambda _event: self.refresh())
         self._auto_toggle = pn.widgets.Checkbox.from_param(self.param.auto_refresh, name="Auto-refresh")
+        # A run whose process died (SIGKILL, reboot) is offered a resume from its newest intact checkpoint.
+        self.resume_button = pn.widgets.Button(label="Resume selected", width=140, css_classes=["wb-resume"])
+        self.resume_button.on_click(lambda _event: self.resume_selected())
         self._status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10))
         self._layout = pn.Column(
-            pn.Row(self._refresh_button, self._auto_toggle, self._status, sizing_mode="stretch_width"),
+            pn.Row(self._refresh_button, self._auto_toggle, self.resume_button, self._status,
+                   sizing_mode="stretch_width"),
             self.tabulator,
             sizing_mode="stretch_width",
         )
@@ -184,7 +188,28 @@ class RunsTable(PeriodicRefresh, pn.viewable.Viewer):
             text = f"{len(df)} run{'s' if len(df) != 1 else ''} in <code>{where}</code>"
         else:
             text = f"No runs yet in <code>{where}</code>; start one with <code>workbench train</code>."
+        died = df.index[df["status"] == "died"].tolist() if len(df) else []
+        if died:
+            text += (f'; <b>{len(died)} died</b> ({html.escape(", ".join(died[:3]))}{", ..." if len(died) > 3 else ""})'
+                     ": select and press Resume to continue from the newest intact checkpoint")
         self._status.object = f'{text} <span style="color:#888">(read {time.strftime("%H:%M:%S")})</span>'
+
+    def resume_selected(self) -> list[str]:
+        """Resume the selected runs that died, were stopped or failed (each in its own process)."""
+        from workbench.monitor import launch
+
+        resumed, problems = [], []
+        for run_id in self.selected_run_ids:
+            try:
+                launch.resume_run(self.store.root, run_id)
+                resumed.append(run_id)
+            except (ValueError, OSError) as e:
+                problems.append(f"{run_id}: {e}")
+        text = f"Resumed {', '.join(resumed)}." if resumed else "Nothing resumed: select a run that died or stopped."
+        if problems:
+            text += " " + "; ".join(problems)
+        self._status.object = html.escape(text)
+        return resumed
 
     # ---- presentation -----------------------------------------------------------------------
 

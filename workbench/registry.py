@@ -9,6 +9,7 @@ from workbench.episodes.rollouts import record_training_episode
 from workbench.preferences import rlhf
 from workbench.rl.algos import ppg, ppo
 from workbench.rl.algos.batch_size import adjust_for_batch_size
+from workbench.rl.algos.config_check import check_values
 from workbench.rl.checkpoints import policy_from_checkpoint
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")
@@ -24,11 +25,17 @@ def _check(algo: str) -> str:
     return algo
 
 
+def config_class(algo: str) -> type:
+    """The config dataclass of `algo` (PPOConfig, PPGConfig, RMPPOConfig, ...)."""
+    return _CONFIG[_check(algo)]
+
+
 def make_config(algo: str, distribution_mode: str = "easy", *, batch_scale: float | str | None = None,
                 **overrides):
     """The paper defaults of `algo` for a Procgen mode, with overrides, optionally batch-size adjusted."""
     cls = _CONFIG[_check(algo)]
-    config = cls.paper(distribution_mode, **{**_PRESETS[algo], **overrides})
+    overrides = check_values(cls, {**_PRESETS[algo], **overrides})  # before anything is built from them
+    config = cls.paper(distribution_mode, **overrides)
     if batch_scale is not None:
         config = adjust_for_batch_size(config, batch_scale)
     return config.validate()
@@ -58,5 +65,5 @@ def train(config, **kwargs) -> str:
     return engine.train(config, **kwargs)
 
 
-__all__ = ["ALGOS", "RM_ALGOS", "make_config", "config_from_run", "algo_of", "train", "policy_from_checkpoint",
+__all__ = ["ALGOS", "RM_ALGOS", "config_class", "make_config", "config_from_run", "algo_of", "train", "policy_from_checkpoint",
            "adjust_for_batch_size"]

@@ -22,6 +22,8 @@ import json
 import sys
 import time
 
+from workbench.storage.durable import input_file, output_file
+
 # Each domain's subcommands live in their own module, workbench/cli/<domain>.py, with
 # `add_parsers(sub)` (adds its subparsers, each with set_defaults(handler=...)) and handlers
 # `handler(args, store) -> int | None`. Adding a domain's commands is one line here.
@@ -83,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     ro = sub.add_parser("rollout", help="record whole episodes of a run's checkpoint (or of a random policy)")
     ro.add_argument("run", nargs="?", help="run id (omit with --random ENV)")
     ro.add_argument("--random", metavar="ENV", help="record a uniformly random policy on ENV (no run needed)")
-    ro.add_argument("--checkpoint", type=int, default=None, help="env step of the checkpoint (default: latest)")
+    ro.add_argument("--checkpoint", "--step", dest="checkpoint", type=int, default=None,
+                    help="env step of the checkpoint (default: the newest intact one)")
     ro.add_argument("--episodes", type=_positive_int, default=1)
     ro.add_argument("--levels", default="train", choices=("train", "test"),
                     help="the run's training levels or the whole distribution (ignored with --level-seeds)")
@@ -113,15 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--out", default="benchmark-results", help="folder for table.csv, table.md, scores.json")
     bm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override per run")
 
-    rs = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    rs = sub.add_parser("resume", help="continue a run from its newest intact checkpoint")
     rs.add_argument("run")
+    rs.add_argument("--step", type=int, default=None,
+                    help="continue from the checkpoint at this env step instead (later ones are set aside, not deleted)")
     rs.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint on training or test levels")
     ev.add_argument("run")
     ev.add_argument("--levels", default="test", choices=("train", "test"))
     ev.add_argument("--episodes", type=_positive_int, default=100)
-    ev.add_argument("--checkpoint", type=int, default=None, help="env step of the checkpoint (default: latest)")
+    ev.add_argument("--checkpoint", "--step", dest="checkpoint", type=int, default=None,
+                    help="env step of the checkpoint (default: the newest intact one)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
     # ---- labels (workbench/preferences/labels/; schema in docs/labels_schema.md) ----
@@ -159,7 +165,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
-            raise SystemExit(f"error: --set expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -180,7 +186,10 @@ def cmd_train(args, store) -> str:
             fields[key] = value
     fields.update(_parse_overrides(args.set))
     validate_env_name(fields["env"])  # before a run is created in the store
-    config = registry.make_config(args.algo, args.distribution_mode, batch_scale=args.batch_scale, **fields)
+    if isinstance(fields.get("reward_model"), str):
+        input_file(fields["reward_model"], "reward model", folder=True)  # save_reward_model writes a folder
+    mode = fields.pop("distribution_mode", args.distribution_mode)  # --set distribution_mode=... is the flag's
+    config = registry.make_config(args.algo, mode, batch_scale=args.batch_scale, **fields)
     if args.batch_scale is not None and config.update_epochs != 1:
         print(f"note: the batch-size adjustments assume one policy epoch (update_epochs = {config.update_epochs})",
               file=sys.stderr)
@@ -189,12 +198,14 @@ def cmd_train(args, store) -> str:
 
 def cmd_resume(args, store) -> str:
     from workbench import registry
-    from workbench.storage.runs import process_alive
+    from workbench.rl.algos.session import rewind
 
     info = store.get_run(args.run)
-    if info.status == "running" and process_alive(info.pid):
-        raise SystemExit(f"error: run {args.run} is marked running (pid {info.pid}); stop it before resuming")
+    if info.status == "running" and not info.died:
+        raise ValueError(f"run {args.run} is running (pid {info.pid}); stop it before resuming")
     config = registry.config_from_run(info.algo, info.config)
+    if args.step is not None:
+        rewind(store, args.run, args.step)
     return registry.train(config, store=store, run_id=args.run, progress=not args.no_progress)
 
 
@@ -204,12 +215,20 @@ def cmd_runs(store) -> None:
         print("no runs yet: start one with `workbench train`")
         return
     print(f"{'run':42} {'status':9} {'env steps':>11} {'return':>8} {'norm':>6}  started")
+    died = []
     for r in runs:
         latest = store.latest_metrics(r.id)
         ret = latest.get("episode_return", (0, float("nan")))[1]
         norm = latest.get("normalized_return", (0, float("nan")))[1]
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
-        print(f"{r.id:42} {r.status:9} {r.env_steps:>11,} {ret:>8.2f} {norm:>6.3f}  {started}")
+        status = r.display_status
+        print(f"{r.id:42} {status:9} {r.env_steps:>11,} {ret:>8.2f} {norm:>6.3f}  {started}")
+        if status == "died":
+            died.append(r)
+    for r in died:
+        saved = store.latest_checkpoint(r.id)
+        where = f"its last checkpoint is at step {saved[0]:,}" if saved else "it saved no checkpoint"
+        print(f"run {r.id} died at env step {r.env_steps:,} ({where}): continue it with `workbench resume {r.id}`")
 
 
 def cmd_eval(args, store) -> None:
@@ -282,6 +301,10 @@ def cmd_labels(args) -> None:
         read_items_jsonl,
     )
 
+    if args.labels_command == "import":
+        input_file(args.file, "labels import file" if args.labels else "items file")
+    elif args.labels_command == "export":
+        output_file(args.out, "--out")
     labels = LabelStore(args.store)
     if args.labels_command == "import" and args.labels:
         print(f"imported {labels.import_jsonl(args.file, campaign=args.campaign)} labels")
@@ -336,9 +359,18 @@ def cmd_reward(args, store) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from workbench.storage.runs import RunStore, UnknownRunError
+    import pickle
+    import sqlite3
 
-    store = RunStore(args.store)
+    from workbench.storage.runs import RunStore, UnknownRunError, default_root
+
+    try:
+        store = RunStore(args.store)
+    except (OSError, sqlite3.Error) as exc:
+        root = args.store or default_root()
+        print(f"error: cannot open the run store at {root} ({_os_message(exc)}); give --store DIR or set "
+              "$WORKBENCH_HOME to a writable folder", file=sys.stderr)
+        return 2
     try:
         if getattr(args, "handler", None) is not None:
             return args.handler(args, store) or 0
@@ -360,10 +392,23 @@ def main(argv: list[str] | None = None) -> int:
             cmd_labels(args)
         elif args.command == "reward":
             cmd_reward(args, store)
-    except (ValueError, UnknownRunError, RuntimeError) as exc:
+    except (ValueError, UnknownRunError, RuntimeError, pickle.UnpicklingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as exc:  # a full disk, a read-only or locked store, a vanished file
+        print(f"error: {_os_message(exc)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _os_message(exc: BaseException) -> str:
+    """One line for a file-system or database error: what failed, and on which file."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    text = str(exc) or type(exc).__name__
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        text += " (is the folder read-only?)"
+    return text
 
 
 if __name__ == "__main__":

@@ -559,12 +559,12 @@ def record_run(run_id: str, *, checkpoint_step: int | None = None, episodes: int
                max_steps: int | None = None) -> list[str]:
     """Record a run's checkpoint (the latest by default) and save the episodes; returns their ids.
     ``levels="train"`` plays the run's training levels, ``"test"`` the whole level distribution."""
-    from workbench.rl.checkpoints import policy_from_checkpoint
+    from workbench.rl.checkpoints import policy_checkpoint_problem, policy_from_checkpoint
 
     store = RolloutStore(store_root)
     info = store.runs.get_run(run_id)
     cfg = info.config
-    state = store.runs.load_checkpoint(run_id, checkpoint_step)
+    state = store.runs.load_checkpoint(run_id, checkpoint_step, check=policy_checkpoint_problem)  # newest intact
     core = policy_from_checkpoint(info.algo, cfg, state, device)
     num_levels, start_level = (cfg["num_levels"], cfg["start_level"]) if levels == "train" else (0, 0)
     recorded = record_episodes(core, cfg["env"], episodes=episodes, level_seeds=level_seeds, levels=levels,

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from workbench.rl.algos.config_check import check_values
 from workbench.storage.runs import RunInfo, RunStore, process_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for runs started from a source tree
@@ -55,45 +56,10 @@ def _validated(algo: str, fields: Mapping[str, Any]):
     mode = overrides.pop("distribution_mode", "easy")
     if "env" in overrides:
         validate_env_name(overrides["env"])
-    overrides = _check_types(registry.make_config(algo, "easy"), overrides)
-    try:
-        config = registry.make_config(algo, mode, **overrides)
-    except TypeError as e:  # an unknown field name
-        raise ValueError(f"invalid settings: {e}") from None
+    # Types and ranges by the engines' own check (workbench.rl.algos.config_check): 1e6 steps becomes an int.
+    overrides = check_values(registry.config_class(algo), overrides)
+    config = registry.make_config(algo, mode, **overrides)
     return config, {"distribution_mode": mode, **overrides}
-
-
-_TYPE_NAMES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "None": (type(None),)}
-
-
-def _check_types(config, overrides: dict) -> dict:
-    """``overrides`` with whole floats made ints for integer fields (1e6 steps); ValueError when a setting
-    has the wrong type for its config field (e.g. num_levels="x")."""
-    import dataclasses
-
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    for key, value in list(overrides.items()):
-        if key not in fields:
-            continue  # make_config names unknown settings
-        annotation = str(fields[key].type).replace(" ", "")
-        allowed: tuple = ()
-        for part in annotation.split("|"):
-            if part in _TYPE_NAMES:
-                allowed += _TYPE_NAMES[part]
-            elif part.startswith(("tuple", "list")):
-                allowed += (list, tuple)
-            else:
-                allowed = ()  # a type this check does not know: leave it to the config
-                break
-        if not allowed:
-            continue
-        if isinstance(value, float) and float not in allowed and int in allowed and value.is_integer():
-            value = overrides[key] = int(value)
-        if isinstance(value, bool) and bool not in allowed:
-            raise ValueError(f"{key} must be {annotation}, got {value!r}")
-        if not isinstance(value, allowed):
-            raise ValueError(f"{key} must be {annotation}, got {value!r}")
-    return overrides
 
 
 def _child_env() -> dict:
@@ -210,7 +176,7 @@ def resume_run(store_root: str | os.PathLike, run_id: str) -> int:
     """Continue a stopped (or killed) run from its last checkpoint in a new process; returns its pid."""
     store_root = Path(store_root).expanduser().absolute()
     info = RunStore(store_root).get_run(run_id)
-    if info.status == "running" and process_alive(info.pid):
+    if info.status == "running" and not info.died:
         raise ValueError(f"run {run_id} is running (pid {info.pid}); stop it before resuming")
     if info.status == "finished":
         raise ValueError(f"run {run_id} has finished; there is nothing to resume")
@@ -220,7 +186,5 @@ def resume_run(store_root: str | os.PathLike, run_id: str) -> int:
 
 
 def display_status(info: RunInfo) -> str:
-    """The store's status, except "running" whose process is gone (killed) reads "running (dead)"."""
-    if info.status == "running" and not process_alive(info.pid):
-        return "running (dead)"
-    return info.status
+    """The store's status, except "running" whose process is gone (killed) or silent reads "died"."""
+    return info.display_status

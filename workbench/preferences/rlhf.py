@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.rl.algos import ppg, ppo
+from workbench.rl.algos.config_check import ConfigError
 from workbench.rl.algos.ppg import PPGConfig
 from workbench.rl.algos.ppo import PPOConfig
 from workbench.rl.policy import PolicyCore
@@ -115,8 +116,14 @@ class RewardModelSettings:
 
 
 def _validate(config, base_validate) -> None:
-    base_validate(config)
-    problems = config.reward_model_problems()
+    try:
+        base_validate(config)
+        problems = []
+    except ConfigError as exc:  # out-of-range values: report them with this config's own problems
+        if exc.wrong_type:
+            raise
+        problems = list(exc.problems)
+    problems += config.reward_model_problems()
     if problems:
         raise ValueError(f"invalid {type(config).__name__}: " + "; ".join(problems))
 
@@ -172,7 +179,9 @@ def load_initial_weights(core: PolicyCore, store: RunStore, run_id: str, step: i
                          "pi_init must be a policy for the same env")
     if store.latest_checkpoint(run_id) is None:
         raise ValueError(f"init_run {run_id} has no checkpoint yet")
-    saved = store.load_checkpoint(run_id, step)
+    from workbench.rl.checkpoints import policy_checkpoint_problem
+
+    saved = store.load_checkpoint(run_id, step, check=policy_checkpoint_problem)
     weights = saved["state"].get("policy", saved["state"].get("model"))
     try:
         core.model.load_state_dict(weights)

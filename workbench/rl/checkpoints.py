@@ -13,6 +13,18 @@ from typing import Any
 from workbench.rl.policy import ImpalaCNN, PolicyCore
 
 
+def policy_checkpoint_problem(saved) -> str | None:
+    """What a checkpoint lacks to rebuild a run's acting policy (None when nothing): the run store's `check`
+    for evaluation and recording, so a checkpoint of the wrong structure counts as damaged."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
+        return "it holds no 'state' dict of networks"
+    if not ({"model", "policy"} & set(saved["state"])):
+        return f"it holds no policy network (state has {sorted(map(str, saved['state']))})"
+    if "global_step" not in saved:
+        return "it lacks 'global_step'"
+    return None
+
+
 def policy_from_checkpoint(algo: str, config: Mapping[str, Any], state: Mapping[str, Any],
                            device="auto") -> PolicyCore:
     """The acting policy of a saved run (PPO's network, PPG's policy network), ready for evaluation.
@@ -31,4 +43,4 @@ def policy_from_checkpoint(algo: str, config: Mapping[str, Any], state: Mapping[
     return core
 
 
-__all__ = ["policy_from_checkpoint"]
+__all__ = ["policy_checkpoint_problem", "policy_from_checkpoint"]

@@ -119,11 +119,11 @@ def evaluate_run(run_id: str, *, levels: str = "test", episodes: int = 100, stor
     if levels not in LEVEL_SETS:
         raise ValueError(f"levels must be one of {LEVEL_SETS} (got {levels!r})")
     store = store or RunStore()
-    from workbench.rl.checkpoints import policy_from_checkpoint
+    from workbench.rl.checkpoints import policy_checkpoint_problem, policy_from_checkpoint
 
     info = store.get_run(run_id)
     cfg = info.config
-    state = store.load_checkpoint(run_id, checkpoint_step)
+    state = store.load_checkpoint(run_id, checkpoint_step, check=policy_checkpoint_problem)  # newest intact
     core = policy_from_checkpoint(info.algo, cfg, state, device)
     num_levels, start_level = (cfg["num_levels"], cfg["start_level"]) if levels == "train" else (0, 0)
     env = make_vec_env(cfg["env"], min(num_envs, episodes), distribution_mode=cfg["distribution_mode"],

@@ -82,10 +82,38 @@ def connect(db_path: str | os.PathLike, *, synchronous: str = "NORMAL", wal: boo
     return conn
 
 
+def input_file(path: str | os.PathLike, what: str = "file", *, folder: bool = False) -> Path:
+    """``path`` when it is a readable file (``folder``: a folder); else a one-line ValueError saying what is
+    wrong with it (missing, a folder / not a folder, unreadable), for every command's file arguments."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        where = path.parent if str(path.parent) not in ("", ".") else Path.cwd()
+        raise ValueError(f"{what} {path} does not exist" + ("" if where.is_dir() else f" (no folder {where})"))
+    if path.is_dir() != folder:
+        raise ValueError(f"{what} {path} is a folder, not a file" if not folder else f"{what} {path} is not a folder")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{what} {path} is not readable (permissions)")
+    return path
+
+
+def output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """``path`` when a file can be written there (its folder exists and it is not a folder itself)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name such as {path / 'labels.jsonl'}")
+    parent = path.parent if str(path.parent) not in ("", ".") else Path.cwd()
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{what} {path}: the folder {parent} is not writable")
+    return path
+
+
 def read_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     """The JSON objects of a JSON Lines file as (line number, object), blank lines skipped. A line that is not
-    a JSON object raises ValueError naming the file and the line, so an import can refuse the whole file."""
-    path = Path(path)
+    a JSON object raises ValueError naming the file and the line, so an import can refuse the whole file; so
+    does a path that is missing, a folder or unreadable."""
+    path = input_file(path, "JSONL file")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:

@@ -8,11 +8,14 @@ else ``./runs`` (made absolute when the store is opened, so a later ``chdir`` do
 * ``<root>/workbench.sqlite`` -- an embedded SQLite database (plus its ``-wal`` / ``-shm`` files)
   with four tables:
 
-  - ``runs``: one row per run (id, name, algo, env, status, config as JSON, timestamps, pid).
+  - ``runs``: one row per run (id, name, algo, env, status, config as JSON, timestamps, pid, heartbeat:
+    a "running" run whose process is gone or silent shows as "died", :attr:`RunInfo.died`).
   - ``metrics``: one row per (step, metric name) -- ``id`` is an ever-growing integer
     (AUTOINCREMENT, so ids are never reused, even after :meth:`RunStore.truncate_metrics`), which
     lets a dashboard poll with ``read_metrics(run_id, after_id=last_seen_id)`` and get only new rows.
-  - ``checkpoints``: one row per checkpoint file kept on disk (run, step, path relative to root).
+  - ``checkpoints``: one row per checkpoint file kept on disk (run, step, path relative to root, SHA-256
+    of the file, verified on load: a damaged file is reported by name and the newest intact one is used,
+    :mod:`workbench.storage.checkpoint_files`).
   - ``rollouts``: one row per recorded episode (see :mod:`workbench.episodes.rollouts`), whose files live
     under ``<root>/rollouts/<episode_id>/``.
 
@@ -60,14 +63,25 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from workbench.storage.checkpoint_files import (
+    DamagedCheckpointError,
+    load_verified,
+    newest_intact,
+    sha256_of,
+    warn_damaged,
+)
 from workbench.storage.durable import atomic_write, connect, immediate_transaction
+from workbench.storage.liveness import alive
+from workbench.storage.liveness import (
+    process_alive as process_alive,  # re-exported: launch, system, tests
+)
 
 RUN_STATUSES = ("created", "running", "finished", "failed", "stopped")
 SCHEMA_VERSION = 2  # 2: the rollouts index (workbench.episodes.rollouts)
@@ -84,7 +98,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config      TEXT NOT NULL,
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL,
-    pid         INTEGER
+    pid         INTEGER,
+    heartbeat_at REAL                              -- last sign of life of the training process (liveness)
 );
 CREATE TABLE IF NOT EXISTS metrics (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: safe cursor for after_id polling
@@ -102,6 +117,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     step        INTEGER NOT NULL,
     path        TEXT NOT NULL,                     -- relative to the store root
     created_at  REAL NOT NULL,
+    sha256      TEXT,                              -- of the file as written (NULL: saved before checksums)
     PRIMARY KEY (run_id, step)
 );
 CREATE TABLE IF NOT EXISTS rollouts (              -- recorded episodes (workbench.episodes.rollouts)
@@ -123,10 +139,12 @@ CREATE INDEX IF NOT EXISTS rollouts_run ON rollouts(run_id, checkpoint_step);
 CREATE INDEX IF NOT EXISTS rollouts_seed ON rollouts(env, level_seed);
 """
 
+_ADDED_COLUMNS = (("checkpoints", "sha256", "TEXT"), ("runs", "heartbeat_at", "REAL"))
+
 # env_steps of a run = the highest metric step logged for it (0 before any metric).
 _RUN_COLUMNS = """
     r.id, r.name, r.algo, r.env, r.status, r.config, r.created_at, r.updated_at, r.pid,
-    COALESCE((SELECT MAX(m.step) FROM metrics m WHERE m.run_id = r.id), 0)
+    COALESCE((SELECT MAX(m.step) FROM metrics m WHERE m.run_id = r.id), 0), r.heartbeat_at
 """
 
 
@@ -154,6 +172,17 @@ class RunInfo:
     updated_at: float
     pid: int | None
     env_steps: int  # the highest metric step logged
+    heartbeat_at: float | None = None  # the training process's last heartbeat (liveness), None before any
+
+    @property
+    def died(self) -> bool:
+        """Marked running, but its process is gone (SIGKILL, crash, reboot) or silent for HEARTBEAT_STALE_S:
+        shown as "died"; it can be resumed from its last checkpoint."""
+        return self.status == "running" and not alive(self.pid, self.heartbeat_at)
+
+    @property
+    def display_status(self) -> str:
+        return "died" if self.died else self.status
 
 
 def default_root() -> Path:
@@ -176,24 +205,6 @@ def _check_int(label: str, value: Any, *, minimum: int | None = 0) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{label} must be {kind}, got {value}")
     return value
-
-
-def process_alive(pid: int | None) -> bool:
-    """Whether `pid` is a live (non-zombie) process that looks like a workbench run. A run whose status is
-    still "running" but whose process is gone was killed (SIGKILL, a crash, a reboot) and may be resumed."""
-    if not pid:
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        cmdline = " ".join(proc.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-    # Guards against the pid having been reused by an unrelated program.
-    return "workbench" in cmdline or "python" in cmdline.split(" ")[0]
 
 
 class RunStore:
@@ -250,6 +261,10 @@ class RunStore:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # Columns added within a schema version (stores made before them lack them; older code ignores them).
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _require_run(self, conn: sqlite3.Connection, run_id: str) -> None:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
@@ -297,7 +312,7 @@ class RunStore:
     def _run_info(row: tuple) -> RunInfo:
         return RunInfo(
             id=row[0], name=row[1], algo=row[2], env=row[3], status=row[4], config=json.loads(row[5]),
-            created_at=row[6], updated_at=row[7], pid=row[8], env_steps=int(row[9]),
+            created_at=row[6], updated_at=row[7], pid=row[8], env_steps=int(row[9]), heartbeat_at=row[10],
         )
 
     def get_run(self, run_id: str) -> RunInfo:
@@ -319,13 +334,20 @@ class RunStore:
             raise ValueError(f"invalid status {status!r}; valid statuses: {', '.join(RUN_STATUSES)}")
         if pid is not None:
             pid = _check_int("pid", pid)
+        now = time.time()
         with self._write(durable=True) as conn:
             cursor = conn.execute(
-                "UPDATE runs SET status = ?, pid = COALESCE(?, pid), updated_at = ? WHERE id = ?",
-                (status, pid, time.time(), run_id),
+                "UPDATE runs SET status = ?, pid = COALESCE(?, pid), updated_at = ?,"
+                " heartbeat_at = CASE WHEN ? IS NULL THEN heartbeat_at ELSE ? END WHERE id = ?",
+                (status, pid, now, pid, now, run_id),
             )
             if cursor.rowcount == 0:
                 raise self._unknown(run_id)
+
+    def heartbeat(self, run_id: str) -> None:
+        """Record that the run's training process is alive now (TrainingSession does every HEARTBEAT_S)."""
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id))
 
     # ---- metrics ------------------------------------------------------------------------------
 
@@ -476,12 +498,13 @@ class RunStore:
         final = directory / f"step_{step}.pt"
 
         atomic_write(final, lambda f: torch.save(state, f))
+        digest = sha256_of(final)  # read back from the page cache: verified on every load
 
         relative = final.relative_to(self.root).as_posix()
         with self._write(durable=True) as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO checkpoints (run_id, step, path, created_at) VALUES (?, ?, ?, ?)",
-                (run_id, step, relative, time.time()),
+                "INSERT OR REPLACE INTO checkpoints (run_id, step, path, created_at, sha256) VALUES (?, ?, ?, ?, ?)",
+                (run_id, step, relative, time.time(), digest),
             )
             old = conn.execute(
                 "SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT -1 OFFSET ?",
@@ -506,21 +529,53 @@ class RunStore:
         checkpoints = self.list_checkpoints(run_id)
         return checkpoints[-1] if checkpoints else None
 
-    def load_checkpoint(self, run_id: str, step: int | None = None, map_location="cpu") -> dict:
-        """Load a checkpoint (the latest when ``step`` is None) with ``torch.load(weights_only=True)``,
-        which only un-pickles tensors, numbers, strings and containers of them."""
-        import torch
+    def load_checkpoint(self, run_id: str, step: int | None = None, map_location="cpu", *,
+                        check: Callable[[Any], str | None] | None = None,
+                        on_damaged: Callable[[DamagedCheckpointError], None] | None = warn_damaged) -> dict:
+        """Load a checkpoint with ``torch.load(weights_only=True)``, which only un-pickles tensors, numbers,
+        strings and containers of them. See :meth:`load_intact_checkpoint` (this returns only the state)."""
+        return self.load_intact_checkpoint(run_id, step, map_location, check=check, on_damaged=on_damaged)[2]
 
-        checkpoints = dict(self.list_checkpoints(run_id))
+    def load_intact_checkpoint(self, run_id: str, step: int | None = None, map_location="cpu", *,
+                               check: Callable[[Any], str | None] | None = None,
+                               on_damaged: Callable[[DamagedCheckpointError], None] | None = warn_damaged,
+                               ) -> tuple[int, Path, dict]:
+        """``(step, path, state)`` of the checkpoint at ``step``, or with ``step=None`` of the newest intact one.
+
+        A checkpoint is damaged when its file is missing or empty, its SHA-256 differs from the one recorded
+        at save time (truncated, overwritten), torch cannot read it, or ``check(state)`` returns a problem
+        (e.g. keys a consumer needs). An explicit ``step`` that is damaged raises
+        :class:`DamagedCheckpointError` naming the file; with ``step=None`` each damaged one is reported to
+        ``on_damaged`` (default: a warning on stderr) and the next older one is tried. No file is changed."""
+        checkpoints = self._checkpoint_rows(run_id)
         if not checkpoints:
             raise ValueError(f"run {run_id!r} has no checkpoints")
-        if step is None:
-            step = max(checkpoints)
-        elif step not in checkpoints:
-            raise ValueError(f"run {run_id!r} has no checkpoint at step {step}; it has steps {sorted(checkpoints)}")
-        path = checkpoints[step]
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:
-            e.add_note(f"while loading checkpoint {path} (run {run_id!r}, step {step})")
-            raise
+        if step is not None:
+            if step not in checkpoints:
+                raise ValueError(f"run {run_id!r} has no checkpoint at step {step}; it has steps {sorted(checkpoints)}")
+            return step, checkpoints[step][0], load_verified(run_id, step, *checkpoints[step], map_location, check)
+        return newest_intact(run_id, checkpoints, map_location, check, on_damaged)
+
+    def _checkpoint_rows(self, run_id: str) -> dict[int, tuple[Path, str | None]]:
+        conn = self._conn()
+        self._require_run(conn, run_id)
+        rows = conn.execute("SELECT step, path, sha256 FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,))
+        return {step: (self.root / path, digest) for step, path, digest in rows}
+
+    def set_aside_checkpoint(self, run_id: str, step: int, reason: str) -> Path | None:
+        """Take a checkpoint out of the run (its row) without deleting its file: the file is renamed to
+        ``step_<N>.pt.<reason>`` (kept for inspection; never picked up or pruned). Returns the new path, or
+        None when the file was already missing. Used when a resume falls back past it."""
+        rows = self._checkpoint_rows(run_id)
+        if step not in rows:
+            return None
+        path = rows[step][0]
+        target = None
+        if path.exists():
+            target = path.with_name(f"{path.name}.{reason}")
+            if target.exists():
+                target = path.with_name(f"{path.name}.{reason}-{int(time.time())}")
+            os.replace(path, target)
+        with self._write(durable=True) as conn:
+            conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step = ?", (run_id, step))
+        return target

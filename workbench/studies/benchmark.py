@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.registry import ALGOS
+from workbench.registry import ALGOS, make_config
 from workbench.rl.env_registry import validate_env_name
 from workbench.rl.evaluate import (
     RunScore,
@@ -62,6 +62,9 @@ def run_grid(protocol: str, games: list[str], algos: list[str], seeds: int | lis
         raise ValueError(f"unknown algorithms {bad}; valid: {', '.join(ALGOS)}")
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1 (got {parallel})")
+    for algo in algos:  # every override checked (type, range, name) before the first run starts
+        checked = dict(overrides or {})
+        make_config(algo, checked.pop("distribution_mode", mode), **checked)
     store = store or RunStore()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     jobs = [GridJob(a, g, s) for g, a, s in itertools.product(games, algos, seed_list)]

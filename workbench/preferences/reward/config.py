@@ -90,11 +90,9 @@ class RewardConfig:
     @classmethod
     def from_overrides(cls, overrides: dict, base: "RewardConfig | None" = None) -> "RewardConfig":
         """A config with `overrides` (name -> value) applied; unknown names are a ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown RewardConfig setting(s) {unknown}; valid settings: {sorted(names)}")
-        return dataclasses.replace(base or cls(), **overrides)
+        from workbench.rl.algos.config_check import check_values  # names and types: the engines' shared check
+
+        return dataclasses.replace(base or cls(), **check_values(cls, overrides))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from workbench.rl.algos.config_check import check_config, config_from_dict
 from workbench.rl.algos.ewma import EWMAModel
 from workbench.rl.algos.losses import (
     clipped_policy_loss,
@@ -111,14 +112,7 @@ class PPOConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PPOConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} settings {unknown}; valid: {sorted(known)}")
-        values = dict(values)
-        if "adam_betas" in values:  # JSON stores tuples as lists
-            values["adam_betas"] = tuple(values["adam_betas"])
-        return cls(**values)
+        return config_from_dict(cls, values)  # unknown names, types and ranges: one shared check
 
     @property
     def batch_size(self) -> int:
@@ -129,6 +123,7 @@ class PPOConfig:
         return self.batch_size // self.num_minibatches
 
     def validate(self) -> "PPOConfig":
+        check_config(self)  # every field's type and range (config_check.RANGES); below: choices, cross-field
         problems = []
         for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps"):
             if int(getattr(self, name)) < 1:

@@ -26,6 +26,8 @@ import threading
 import torch
 from tqdm.auto import tqdm
 
+from workbench.storage.checkpoint_files import warn_damaged
+from workbench.storage.liveness import HEARTBEAT_S
 from workbench.storage.runs import RunStore
 
 
@@ -65,6 +67,51 @@ class GeneratorState:
         self.generator.set_state(state["state"])
 
 
+def resumable_problem(saved, state_names) -> str | None:
+    """What a checkpoint lacks to resume an engine whose checkpointed objects are `state_names` (None: nothing)."""
+    if not isinstance(saved, dict):
+        return f"it holds a {type(saved).__name__}, not a checkpoint dict"
+    missing = sorted({"state", "torch_rng", "iteration", "global_step"} - set(saved))
+    if missing:
+        return f"it lacks {missing} (it has {sorted(map(str, saved))})"
+    if not isinstance(saved["state"], dict):
+        return f"its 'state' is a {type(saved['state']).__name__}, not a dict"
+    missing = sorted(set(state_names) - set(saved["state"]))
+    if missing:
+        return f"it lacks the state of {missing}: written by another algorithm or version (it has {sorted(saved['state'])})"
+    return None
+
+
+def rewind(store: RunStore, run_id: str, step: int) -> None:
+    """Make the checkpoint at env step `step` the run's latest, so that a resume continues from it: it must be
+    intact (DamagedCheckpointError naming the file otherwise), and every later checkpoint is renamed aside
+    (`step_N.pt.superseded`, never deleted)."""
+    store.load_intact_checkpoint(run_id, step, check=lambda saved: resumable_problem(saved, ()))
+    for later, _ in store.list_checkpoints(run_id):
+        if later > step:
+            store.set_aside_checkpoint(run_id, later, "superseded")
+
+
+class Heartbeat:
+    """A daemon thread recording the run's liveness every HEARTBEAT_S (an iteration may take minutes), so a
+    run whose process vanished (SIGKILL, reboot) shows as "died" rather than "running" forever."""
+
+    def __init__(self, store: RunStore, run_id: str):
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(store, run_id), daemon=True, name="heartbeat")
+        self._thread.start()
+
+    def _beat(self, store: RunStore, run_id: str) -> None:
+        while not self._done.wait(HEARTBEAT_S):
+            try:
+                store.heartbeat(run_id)
+            except Exception:  # a locked or vanished store: the next beat tries again; training goes on
+                pass
+
+    def stop(self) -> None:
+        self._done.set()
+
+
 class TrainingSession:
     def __init__(self, algo: str, config, *, state: dict, store: RunStore | None = None, run_id: str | None = None,
                  progress: bool = True):
@@ -88,22 +135,37 @@ class TrainingSession:
 
     # ---- resume --------------------------------------------------------------------------------------
     def restore(self, map_location="cpu") -> bool:
-        """Load the latest checkpoint into the state objects; False when the run has none yet."""
-        latest = self.store.latest_checkpoint(self.run_id)
-        if latest is None:
+        """Load the latest intact checkpoint into the state objects; False when the run has none yet. A damaged
+        newer checkpoint (missing, empty, altered, unreadable, of another structure) is reported and skipped:
+        its file is renamed aside (`step_N.pt.damaged`, never deleted) so that the resumed run's own checkpoints
+        replace it. Metrics after the restored step are dropped (they are produced again), as after a kill.
+        (To resume from an earlier checkpoint, `rewind` first.)"""
+        if self.store.latest_checkpoint(self.run_id) is None:
             return False
-        saved = self.store.load_checkpoint(self.run_id, latest[0], map_location=map_location)
-        missing = sorted(set(self.state) - set(saved["state"]))
-        if missing:
-            raise ValueError(f"checkpoint {latest[1]} of run {self.run_id} lacks {missing}; it was written by "
-                             f"another algorithm or version (it has {sorted(saved['state'])})")
+        damaged = []
+
+        def report(exc):
+            damaged.append(exc.step)
+            warn_damaged(exc)
+
+        step, path, saved = self.store.load_intact_checkpoint(self.run_id, None, map_location, on_damaged=report,
+                                                              check=self._checkpoint_problem)
+        for later in damaged:
+            self.store.set_aside_checkpoint(self.run_id, later, "damaged")
         for name, obj in self.state.items():
-            obj.load_state_dict(saved["state"][name])
+            try:
+                obj.load_state_dict(saved["state"][name])
+            except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"checkpoint {path} of run {self.run_id} does not fit this run's {name!r} "
+                                 f"({type(exc).__name__}: {str(exc)[:300]}); was the config changed?") from None
         torch.set_rng_state(saved["torch_rng"].cpu())
         self.iteration, self.global_step = int(saved["iteration"]), int(saved["global_step"])
         self._last_checkpoint_iteration = self.iteration
         self.store.truncate_metrics(self.run_id, after_step=self.global_step)
         return True
+
+    def _checkpoint_problem(self, saved) -> str | None:
+        return resumable_problem(saved, self.state)
 
     def env_seed(self, seed: int) -> int:
         """Env seed for this (re)start: differs per resume point so a resumed run does not replay levels."""
@@ -112,6 +174,7 @@ class TrainingSession:
     # ---- the loop ------------------------------------------------------------------------------------
     def __enter__(self) -> "TrainingSession":
         self.store.set_status(self.run_id, "running", pid=os.getpid())
+        self._heartbeat = Heartbeat(self.store, self.run_id)
         self._stop.__enter__()
         self._bar = tqdm(total=self.config.total_timesteps, initial=self.global_step, unit="step",
                          unit_scale=True, desc=self.run_id, disable=not self._progress, dynamic_ncols=True)
@@ -150,6 +213,7 @@ class TrainingSession:
         self._last_checkpoint_iteration = self.iteration
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._heartbeat.stop()
         self._stop.__exit__()
         self._bar.close()
         if self._tensorboard is not None:
