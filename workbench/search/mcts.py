@@ -1,7 +1,8 @@
 """Monte Carlo Tree Search for Hex: PUCT with a policy-and-value network, and plain UCT with random rollouts.
 
 One simulation descends the tree by the selection rule, expands one leaf, evaluates it once (a network call, or
-one random rollout) and backs the value up; the move played is the root's most visited (ties: highest prior).
+one random rollout) and backs the value up; the move played is the root's most visited (ties: the larger
+value sum, then the higher prior).
 Values are in [-1, 1], +1 a win, each node's statistics from the point of view of the player choosing there.
 
 * PUCT (Silver et al. 2017, AlphaGo Zero): ``Q + c_puct * P * sqrt(N_parent) / (1 + N)``, unvisited Q = 0.
@@ -122,9 +123,12 @@ class MCTS:
         counts[root.actions] = root.visits
         self._root_prior = np.zeros(state.n * state.n)
         self._root_prior[root.actions] = root.prior
+        self._root_value_sum = np.zeros(state.n * state.n)
+        self._root_value_sum[root.actions] = root.value_sum
         return counts
 
     def best_action(self, counts: np.ndarray) -> int:
-        """Most visited cell, ties broken by the root prior."""
+        """Most visited cell; ties broken by the value backed up (as OpenSpiel's MCTSBot does), then the prior."""
         top = np.flatnonzero(counts == counts.max())
-        return int(top[np.argmax(self._root_prior[top])])
+        key = np.lexsort((self._root_prior[top], self._root_value_sum[top]))
+        return int(top[key[-1]])
