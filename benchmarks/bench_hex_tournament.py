@@ -80,20 +80,21 @@ def speed(names, n, simulations, net, peak) -> None:
               f"{1000 * seconds / len(states):>7.1f} ms/move{extra}")
 
 
-def board(n: int, agents: list[str], simulations: int, games_per_pair: int, exit_cfg: ExItConfig, peak) -> None:
+def board(n: int, agents: list[str], simulations: int, games_per_pair: int, exit_cfg: ExItConfig, peak,
+          experts=("mcts", "pgs")) -> None:
     print(f"\n=== {n}x{n} ===")
     t0 = time.perf_counter()
     nets = {}
-    for expert in ("mcts", "pgs"):
+    for expert in experts:
         cfg = ExItConfig(**{**exit_cfg.__dict__, "board_size": n, "expert": expert})
         net, _ = expert_iteration(cfg, progress=lambda i, m: print(
             f"  ExIt[{expert}] iteration {i}: policy loss {m['policy_loss']:.3f}, value loss "
             f"{m['value_loss']:.3f}, {m['seconds']:.1f} s", flush=True))
         nets[expert] = net
-    print(f"expert iteration: {time.perf_counter() - t0:.0f} s for both networks ({exit_cfg.iterations} iterations x "
-          f"{exit_cfg.games_per_iteration} games, {exit_cfg.simulations} simulations a move)")
+    print(f"expert iteration: {time.perf_counter() - t0:.0f} s for {len(nets)} network(s) ({exit_cfg.iterations} "
+          f"iterations x {exit_cfg.games_per_iteration} games, {exit_cfg.simulations} simulations a move)")
     # the two apprentices head to head, each playing its raw policy (sampled) and under PUCT
-    for name in ("policy", "puct"):
+    for name in ("policy", "puct") if len(nets) == 2 else ():
         res = round_robin(lambda agent, seed: make_agent(name, n, simulations, nets[agent], seed=seed),
                           ["mcts", "pgs"], n, simulations, games_per_pair)
         rate = res.wins[0][1] / games_per_pair
@@ -119,10 +120,10 @@ def main(argv=None) -> int:
         cfg = ExItConfig(iterations=1, games_per_iteration=2, simulations=8, channels=8, blocks=1)
         board(4, agents, 8, 2, cfg, peak)
         return 0
-    cfg = ExItConfig(iterations=6, games_per_iteration=16, simulations=48, channels=32, blocks=3, epochs=4)
-    board(5, agents, 64, 10, cfg, peak)
-    cfg7 = ExItConfig(iterations=4, games_per_iteration=12, simulations=32, channels=32, blocks=3, epochs=4)
-    board(7, ["mcs", "pgs", "puct", "uct", "openspiel-mcts"], 64, 6, cfg7, peak)
+    cfg = ExItConfig(iterations=4, games_per_iteration=12, simulations=48, channels=32, blocks=3, epochs=4)
+    board(5, agents, 64, 8, cfg, peak)
+    cfg7 = ExItConfig(iterations=3, games_per_iteration=8, simulations=32, channels=32, blocks=3, epochs=4)
+    board(7, ["mcs", "pgs", "puct", "uct", "openspiel-mcts"], 48, 6, cfg7, peak, experts=("mcts",))
     return 0
 
 

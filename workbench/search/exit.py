@@ -38,6 +38,7 @@ class ExItConfig:
     epochs: int = 4
     minibatch_size: int = 64
     replay_iterations: int = 4  # train on the positions of the last this-many iterations
+    device: str = "cpu"  # "cuda" runs the network (searches and training) on a GPU
     seed: int = 0
 
     def validate(self) -> ExItConfig:
@@ -49,6 +50,8 @@ class ExItConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 2 <= self.board_size <= 19:
             raise ValueError(f"board_size must be from 2 to 19, got {self.board_size}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.learning_rate <= 0 or self.sample_moves < 0 or self.dirichlet_alpha < 0:
             raise ValueError("learning_rate must be > 0, sample_moves and dirichlet_alpha >= 0")
         return self
@@ -99,7 +102,7 @@ def expert_iteration(config: ExItConfig, store=None, name: str | None = None, pg
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     n = cfg.board_size
-    net = PolicyValueNet(n, cfg.channels, cfg.blocks)
+    net = PolicyValueNet(n, cfg.channels, cfg.blocks).to(cfg.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     run_id = None
     if store is not None:
@@ -128,7 +131,8 @@ def expert_iteration(config: ExItConfig, store=None, name: str | None = None, pg
                 order = torch.from_numpy(rng.permutation(len(planes_t)))
                 for start in range(0, len(order), cfg.minibatch_size):
                     idx = order[start:start + cfg.minibatch_size]
-                    losses.append(train_step(net, optimizer, planes_t[idx], targets_t[idx], outcomes_t[idx]))
+                    losses.append(train_step(net, optimizer, planes_t[idx].to(cfg.device),
+                                             targets_t[idx].to(cfg.device), outcomes_t[idx].to(cfg.device)))
             net.eval()
             metrics = {key: float(np.mean([m[key] for m in losses])) for key in losses[0]}
             metrics.update(positions=len(positions), seconds=time.perf_counter() - t0)

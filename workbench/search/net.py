@@ -68,7 +68,7 @@ def evaluate(net: PolicyValueNet, boards: np.ndarray, to_play: np.ndarray) -> tu
 
 
 def save_net(net: PolicyValueNet) -> dict:
-    return {"config": net.config(), "state_dict": net.state_dict()}
+    return {"config": net.config(), "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
 
 
 def load_net(saved: dict) -> PolicyValueNet:

@@ -65,17 +65,18 @@ class PolicyGradientSearch:
     def __init__(self, config: PGSConfig, net: PolicyValueNet, rng: np.random.Generator | None = None):
         self.config = config.validate()
         self.net = net.eval()
+        self.device = next(net.parameters()).device  # the same code runs on a GPU when the net is on one
         self.rng = rng or np.random.default_rng()
-        self.torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2 ** 31)))
+        self.torch_gen = torch.Generator(device=self.device).manual_seed(int(self.rng.integers(2 ** 31)))
         self.adapted_policy = np.zeros(net.board_size ** 2)
         self.root_value = 0.0
 
     def _root_policy(self, state: HexState, weight: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
         n = state.n
-        planes = torch.from_numpy(canonical_planes(state.board[None], np.array([state.to_play])))
+        planes = torch.from_numpy(canonical_planes(state.board[None], np.array([state.to_play]))).to(self.device)
         with torch.no_grad():
             features, _ = self.net.features_and_value(planes)
-            logp = masked_log_softmax(features @ weight.T + bias, planes[:, 2].flatten(1) > 0)[0].numpy()
+            logp = masked_log_softmax(features @ weight.T + bias, planes[:, 2].flatten(1) > 0)[0].cpu().numpy()
         policy = np.zeros(n * n)
         policy[canonical_to_action(np.arange(n * n), state.to_play, n)] = np.exp(logp)
         return policy
@@ -101,17 +102,18 @@ class PolicyGradientSearch:
             while not games.done.all() and (cfg.max_depth == 0 or depth < cfg.max_depth):
                 rows = np.flatnonzero(~games.done)
                 to_play = games.to_play[rows]
-                planes = torch.from_numpy(canonical_planes(games.boards[rows], to_play))
+                planes = torch.from_numpy(canonical_planes(games.boards[rows], to_play)).to(self.device)
                 legal = planes[:, 2].flatten(1) > 0
                 with torch.no_grad():
                     features, value = net.features_and_value(planes)
                     logp = masked_log_softmax(features @ weight.T + bias, legal)
                 if depth == 0 and cfg.root_tree:
-                    prior = logp[0].exp().numpy()
+                    prior = logp[0].exp().cpu().numpy()
                     canon = self._puct_root_choices(prior, first_moves, root_value_sum, state, batch)
                 else:
-                    canon = torch.multinomial(logp.exp(), 1, generator=self.torch_gen).squeeze(1).numpy()
-                    steps.append((to_play, features, torch.from_numpy(canon), legal, value, rows))
+                    sampled = torch.multinomial(logp.exp(), 1, generator=self.torch_gen).squeeze(1)
+                    steps.append((to_play, features, sampled, legal, value, rows))
+                    canon = sampled.cpu().numpy()
                 actions = canonical_to_action(canon, to_play, n)
                 if depth == 0:
                     root_actions = actions
@@ -123,9 +125,9 @@ class PolicyGradientSearch:
             z0 = np.where(games.winner == 0, 1.0, -1.0)
             cut = np.flatnonzero(~games.done)
             if len(cut):
-                planes = torch.from_numpy(canonical_planes(games.boards[cut], games.to_play[cut]))
+                planes = torch.from_numpy(canonical_planes(games.boards[cut], games.to_play[cut])).to(self.device)
                 with torch.no_grad():
-                    v = net.features_and_value(planes)[1].numpy()
+                    v = net.features_and_value(planes)[1].cpu().numpy()
                 z0[cut] = np.where(games.to_play[cut] == 0, v, -v)
             if cfg.learning_rate > 0 and steps:
                 self._update(optimizer, steps, z0, batch, weight, bias)
@@ -145,7 +147,7 @@ class PolicyGradientSearch:
         legal = torch.cat([s[3] for s in steps])
         baseline = torch.cat([s[4] for s in steps])
         rows = np.concatenate([s[5] for s in steps])
-        returns = torch.from_numpy(np.where(movers == 0, z0[rows], -z0[rows])).float()  # for the mover
+        returns = torch.from_numpy(np.where(movers == 0, z0[rows], -z0[rows])).float().to(self.device)  # mover's
         advantage = returns - (baseline if self.config.baseline == "value" else 0.0)
         logp = masked_log_softmax(features @ weight.T + bias, legal).gather(1, actions[:, None]).squeeze(1)
         loss = -(advantage * logp).sum() / batch  # REINFORCE, summed over each playout's moves
