@@ -58,16 +58,16 @@ class HexTab(pn.viewable.Viewer):
         self._agents: dict[int, object] = {}
         self._nets: dict[str, object] = {}
         self._watch = None
-        self.net_select = pn.widgets.Select(name="Network", options=[UNTRAINED], width=330,
+        self.net_select = pn.widgets.Select(label="Network", options=[UNTRAINED], width=330,
                                             css_classes=["wb-hex-net"])
-        self.new_button = pn.widgets.Button(name="New game", button_type="primary", width=110,
+        self.new_button = pn.widgets.Button(label="New game", color="primary", width=110,
                                             css_classes=["wb-hex-new"])
-        self.step_button = pn.widgets.Button(name="Agent move", width=110, css_classes=["wb-hex-step"])
-        self.watch_button = pn.widgets.Toggle(name="Watch agents", width=120, css_classes=["wb-hex-watch"])
+        self.step_button = pn.widgets.Button(label="Agent move", width=110, css_classes=["wb-hex-step"])
+        self.watch_button = pn.widgets.Toggle(label="Watch agents", width=120, css_classes=["wb-hex-watch"])
         self.status = pn.pane.HTML("", css_classes=["wb-hex-status"], sizing_mode="stretch_width")
         self.board_pane = pn.Column(css_classes=["wb-hex-board"])
         self.tables = pn.Column(css_classes=["wb-hex-tables"])
-        self.refresh_button = pn.widgets.Button(name="Refresh tables", width=130)
+        self.refresh_button = pn.widgets.Button(label="Refresh tables", width=130)
         self.new_button.on_click(lambda _: self.new_game())
         self.step_button.on_click(lambda _: self.agent_move())
         self.watch_button.param.watch(self._toggle_watch, "value")
@@ -188,7 +188,7 @@ class HexTab(pn.viewable.Viewer):
                     f"{100 * shares[a]:.0f}" if shares is not None and shares[a] >= 0.005 else "")
                 classes = ["wb-hex-cell", f"wb-hex-cell-{a}"] + (["wb-hex-black"] if stone == 1 else []) + (
                     ["wb-hex-white"] if stone == 2 else []) + (["wb-hex-last"] if a == last else [])
-                button = pn.widgets.Button(name=label, width=42, height=38, margin=(2, 2),
+                button = pn.widgets.Button(label=label, width=42, height=38, margin=(2, 2),
                                            disabled=stone != 0 or not human_turn, css_classes=classes,
                                            stylesheets=[CELL_CSS])
                 button.on_click(lambda _, a=a: self.play(a))
