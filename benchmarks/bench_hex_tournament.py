@@ -18,15 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from machine import fraction_of_peak, machine_report  # noqa: E402
+import numpy as np
+import torch
+from machine import fraction_of_peak, machine_report
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from workbench.search.agents import make_agent  # noqa: E402
-from workbench.search.exit import ExItConfig, expert_iteration  # noqa: E402
-from workbench.search.hex import HexState  # noqa: E402
-from workbench.search.tournament import round_robin  # noqa: E402
+from workbench.search.agents import make_agent
+from workbench.search.exit import ExItConfig, expert_iteration
+from workbench.search.hex import HexState
+from workbench.search.tournament import round_robin
 
 
 def net_flops(net) -> float:
@@ -62,7 +61,7 @@ def speed(names, n, simulations, net, peak) -> None:
         calls = {"n": 0}
         original = net.features_and_value  # every forward pass goes through it (forward calls it too)
 
-        def counted(planes, original=original):
+        def counted(planes, original=original, calls=calls):
             calls["n"] += planes.shape[0]
             return original(planes)
 
@@ -87,7 +86,7 @@ def board(n: int, agents: list[str], simulations: int, games_per_pair: int, exit
     nets = {}
     for expert in experts:
         cfg = ExItConfig(**{**exit_cfg.__dict__, "board_size": n, "expert": expert})
-        net, _ = expert_iteration(cfg, progress=lambda i, m: print(
+        net, _ = expert_iteration(cfg, progress=lambda i, m, expert=expert: print(
             f"  ExIt[{expert}] iteration {i}: policy loss {m['policy_loss']:.3f}, value loss "
             f"{m['value_loss']:.3f}, {m['seconds']:.1f} s", flush=True))
         nets[expert] = net
@@ -95,7 +94,7 @@ def board(n: int, agents: list[str], simulations: int, games_per_pair: int, exit
           f"iterations x {exit_cfg.games_per_iteration} games, {exit_cfg.simulations} simulations a move)")
     # the two apprentices head to head, each playing its raw policy (sampled) and under PUCT
     for name in ("policy", "puct") if len(nets) == 2 else ():
-        res = round_robin(lambda agent, seed: make_agent(name, n, simulations, nets[agent], seed=seed),
+        res = round_robin(lambda agent, seed, name=name: make_agent(name, n, simulations, nets[agent], seed=seed),
                           ["mcts", "pgs"], n, simulations, games_per_pair)
         rate = res.wins[0][1] / games_per_pair
         print(f"apprentice of ExIt[mcts] vs of ExIt[pgs], both as '{name}': {rate:.2f} of {games_per_pair} games")

@@ -24,7 +24,7 @@ def test_play_a_game_of_hex_by_clicks(tmp_path):
         page.get_by_text("Hex", exact=True).first.click()
         page.locator(".wb-hex-cell").first.wait_for(timeout=60_000)
         assert "Elo" in pane_text(page, ".wb-hex-table")
-        status = lambda: pane_text(page, ".wb-hex-status")  # noqa: E731
+        status = lambda: pane_text(page, ".wb-hex-status")
         assert "Black ● to move (human)" in status()
         clicks = 0
         while "wins" not in status():
@@ -32,7 +32,7 @@ def test_play_a_game_of_hex_by_clicks(tmp_path):
             page.locator(".wb-hex-cell button:not([disabled])").first.click()
             clicks += 1
             # the click places a black stone, then the agent answers (or the game ends)
-            wait_until(lambda: len(page.locator(".wb-hex-black").all()) > move and
+            wait_until(lambda move=move: len(page.locator(".wb-hex-black").all()) > move and
                        ("wins" in status() or "Black ● to move" in status()), 30, "the move and the answer",
                        status)
             assert clicks <= 25

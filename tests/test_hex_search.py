@@ -3,7 +3,7 @@ against an exact minimax solution), tournament statistics against closed forms a
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -130,7 +130,8 @@ def test_uct_and_openspiel_mcts_are_alike():
     pytest.importorskip("open_spiel")
     n = 4
     for name in ("uct", "openspiel-mcts"):
-        wins = match(lambda s: make_agent(name, n, 32, seed=s), lambda s: make_agent("random", n, seed=s), n, 10)
+        wins = match(lambda s, name=name: make_agent(name, n, 32, seed=s), lambda s: make_agent("random", n, seed=s),
+                     n, 10)
         assert wins >= 17, (name, wins)
     wins = match(lambda s: make_agent("uct", n, 32, seed=s), lambda s: make_agent("openspiel-mcts", n, 32, seed=s),
                  n, 10)
@@ -171,7 +172,7 @@ def test_round_robin_plays_every_pair_in_both_colours(tmp_path):
         round_robin(lambda name, seed: None, ["a", "b"], n, 8, games_per_pair=3)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _to_move_wins(board: bytes, to_play: int, n: int) -> bool:
     """Exact minimax: can the player to move force a win? (plain recursion over HexState, 3x3)"""
     state = HexState(n)

@@ -142,7 +142,8 @@ class HexTab(pn.viewable.Viewer):
     def agent_move(self) -> None:
         if self.state.done or self._player(self.state.to_play) == HUMAN:
             return
-        self.status.object = f"{COLOUR[self.state.to_play]} ({html.escape(self._player(self.state.to_play))}) is thinking…"
+        mover = self.state.to_play
+        self.status.object = f"{COLOUR[mover]} ({html.escape(self._player(mover))}) is thinking…"
         try:
             action, self.last_info = self._agent(self.state.to_play).act(self.state)
         except (ValueError, RuntimeError) as exc:

@@ -1,4 +1,6 @@
-"""`workbench hex ...`: Hex games between search agents, tournaments, and expert iteration (docs/policy_gradient_search.md).
+"""`workbench hex ...`: Hex matches between search agents, tournaments, expert iteration.
+
+See docs/policy_gradient_search.md.
 
     workbench hex play --size 5 --black pgs --white uct --simulations 64 --games 10 [--net RUN]
     workbench hex tournament --size 5 --agents uct,puct,pgs,mcs --simulations 64 --games-per-pair 10 [--net RUN]

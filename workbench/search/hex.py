@@ -18,7 +18,7 @@ move-by-move win check: fill the empty cells in a random order (alternating colo
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -26,7 +26,7 @@ OFFSETS = ((-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0))
 EMPTY, BLACK, WHITE = 0, 1, 2  # a cell holds 0, or 1 + the player who owns it
 
 
-@lru_cache(maxsize=None)
+@cache
 def neighbours(n: int) -> tuple[tuple[int, ...], ...]:
     """For each cell index, the indices of the cells it touches."""
     table = []
@@ -161,7 +161,7 @@ def random_rollout_winners(boards: np.ndarray, to_play: np.ndarray, rng: np.rand
     cells are filled in a random order, the player to move first, and the full board is read once."""
     boards = np.array(boards, dtype=np.int8, copy=True)
     batch, cells = boards.shape
-    n = int(round(cells ** 0.5))
+    n = round(cells ** 0.5)
     keys = rng.random((batch, cells))
     keys[boards != EMPTY] = np.inf  # occupied cells sort last
     order = np.argsort(keys, axis=1)
@@ -222,7 +222,7 @@ def canonical_planes(boards: np.ndarray, to_play: np.ndarray) -> np.ndarray:
     for player 1 the board is transposed (left-right becomes top-bottom; the hex neighbourhood is symmetric
     under transposition). Planes: own stones, opponent's stones, empty cells."""
     batch, cells = boards.shape
-    n = int(round(cells ** 0.5))
+    n = round(cells ** 0.5)
     grid = boards.reshape(batch, n, n)
     grid = np.where((to_play == 1)[:, None, None], np.swapaxes(grid, 1, 2), grid)
     own = grid == (to_play + 1)[:, None, None]

@@ -42,7 +42,7 @@ class MCTSConfig:
 
 
 class Node:
-    __slots__ = ("state", "actions", "prior", "visits", "value_sum", "children")
+    __slots__ = ("actions", "children", "prior", "state", "value_sum", "visits")
 
     def __init__(self, state: HexState, prior_over_cells: np.ndarray | None):
         self.state = state

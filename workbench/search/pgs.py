@@ -31,7 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from workbench.search.hex import HexBatch, HexState, canonical_planes, canonical_to_action
+from workbench.search.hex import (
+    HexBatch,
+    HexState,
+    canonical_planes,
+    canonical_to_action,
+)
 from workbench.search.net import PolicyValueNet, masked_log_softmax
 
 

@@ -76,8 +76,8 @@ class TournamentResult:
         """The table as text: a cross table of win rates with intervals, then Elo and search speed."""
         names, wins = self.agents, np.array(self.wins)
         width = max(len(n) for n in names) + 2
-        lines = [f"Hex {self.board_size}x{self.board_size}, {self.simulations} simulations per move; "
-                 "row's win rate vs column [95% Wilson CI]"]
+        lines = [(f"Hex {self.board_size}x{self.board_size}, {self.simulations} simulations per move; "
+                  "row's win rate vs column [95% Wilson CI]")]
         lines.append(" " * width + "".join(f"{n:>20}" for n in names))
         for i, a in enumerate(names):
             cells = []
@@ -95,7 +95,8 @@ class TournamentResult:
         for i in np.argsort(-elo):
             games = (wins[i] + wins[:, i]).sum()
             ms = 1000 * self.seconds.get(names[i], 0.0) / max(self.moves.get(names[i], 0), 1)
-            lines.append(f"{names[i]:<{width}}{elo[i]:>8.0f}{wins[i].sum() / max(games, 1):>10.2f}{ms:>10.1f}")
+            score = wins[i].sum() / max(games, 1)
+            lines.append(f"{names[i]:<{width}}{round(float(elo[i])):>8d}{score:>10.2f}{ms:>10.1f}")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
