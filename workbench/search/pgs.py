@@ -101,7 +101,7 @@ class PolicyGradientSearch:
         while done_sims < cfg.simulations:
             batch = min(cfg.parallel, cfg.simulations - done_sims)
             games = HexBatch.from_state(state, batch)
-            steps = []  # (rows, features, canonical action, legal, value) of each move below/at the root
+            steps = []  # (mover, features, sampled canonical cell, legal, V, game rows) of each sampled move
             root_actions = None
             depth = 0
             while not games.done.all() and (cfg.max_depth == 0 or depth < cfg.max_depth):
