@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from widgets.app import build_app
     from widgets.calibration_tab import CalibrationTab
     from widgets.comparison import ComparisonWidget
+    from widgets.hex_tab import HexTab
     from widgets.labeling import LabelingTab
     from widgets.reliability_diagram import ReliabilityDiagram
     from widgets.rollout_viewer import RolloutComparison, RolloutViewer
@@ -31,9 +32,11 @@ _LAZY = {
     "LabelingTab": "widgets.labeling",
     "ReliabilityDiagram": "widgets.reliability_diagram",
     "CalibrationTab": "widgets.calibration_tab",
+    "HexTab": "widgets.hex_tab",
 }
-__all__ = ["CalibrationTab", "ComparisonWidget", "LabelingTab", "ReliabilityDiagram", "RolloutComparison",
-           "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor", "build_app"]  # = sorted(_LAZY)
+__all__ = ["CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "ReliabilityDiagram",
+           "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor",
+           "build_app"]  # = sorted(_LAZY)
 
 
 def __getattr__(name: str):

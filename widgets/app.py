@@ -29,6 +29,7 @@ from pathlib import Path
 import panel as pn
 
 from widgets.calibration_tab import CalibrationTab
+from widgets.hex_tab import HexTab
 from widgets.labeling import LabelingTab
 from widgets.rollouts_tab import RolloutsTab
 from widgets.runs_table import RunsTable
@@ -45,6 +46,7 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Rollouts", RolloutsTab),
     ("Labeling", LabelingTab),
     ("Calibration", CalibrationTab),
+    ("Hex", HexTab),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).
