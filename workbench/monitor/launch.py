@@ -16,8 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from workbench.rl.algos.config_check import check_values
 from workbench.storage.runs import RunInfo, RunStore, process_alive
@@ -188,3 +191,36 @@ def resume_run(store_root: str | os.PathLike, run_id: str) -> int:
 def display_status(info: RunInfo) -> str:
     """The store's status, except "running" whose process is gone (killed) or silent reads "died"."""
     return info.display_status
+
+
+@dataclass
+class WallTimeEstimate:
+    seconds: float
+    steps_per_second: float
+    run_id: str
+    run_name: str
+
+
+def estimate_wall_time(store: RunStore, algo: str, env: str, timesteps: float) -> WallTimeEstimate | None:
+    """How long ``timesteps`` env steps take at the speed the most recent run of ``algo`` on ``env`` measured
+    (the median of its logged ``steps_per_second``); None when no such run logged a speed."""
+    for info in sorted(store.list_runs(), key=lambda i: i.created_at, reverse=True):
+        if info.algo != algo or info.env != env:
+            continue
+        _, sps = store.metric_series(info.id, "steps_per_second")
+        sps = sps[np.isfinite(sps) & (sps > 0)]
+        if len(sps):
+            speed = float(np.median(sps))
+            return WallTimeEstimate(timesteps / speed, speed, info.id, info.name)
+    return None
+
+
+def format_duration(seconds: float) -> str:
+    """45 s, 12 min, 3.5 h, 2.1 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

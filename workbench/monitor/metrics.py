@@ -366,18 +366,39 @@ def ema_smooth_loop(values: Sequence[float], weight: float) -> list[float]:
 # ---- seed groups and config diffs -------------------------------------------------------------------
 
 
-def group_key(info: RunInfo) -> str:
-    """Runs with equal keys are seeds of one configuration: same algorithm and config except seed/name."""
+def group_key(info: RunInfo, keys: Sequence[str] | None = None) -> str:
+    """Runs with equal keys are drawn as one group. By default they are seeds of one configuration: same
+    algorithm and config except seed/name. With ``keys`` (config fields, or "algo"/"env"), runs are grouped
+    by those values alone, as W&B's and TensorBoard's group-by do."""
+    if keys:
+        values = {"algo": info.algo, "env": info.env, **info.config}
+        return json.dumps({k: values.get(k) for k in keys}, sort_keys=True, default=str)
     config = {k: v for k, v in info.config.items() if k not in GROUP_IGNORED_KEYS}
     return json.dumps({"algo": info.algo, "config": config}, sort_keys=True, default=str)
 
 
-def group_runs(infos: Sequence[RunInfo]) -> list[list[RunInfo]]:
+def group_label(group: Sequence[RunInfo], keys: Sequence[str] | None = None) -> str:
+    """A group's legend label: the run's name alone, the grouped values, or algorithm, env and seed count."""
+    if len(group) == 1 and not keys:
+        return group[0].name
+    if keys:
+        values = {"algo": group[0].algo, "env": group[0].env, **group[0].config}
+        return ", ".join(f"{k}={values.get(k)}" for k in keys) + f" ({len(group)} runs)"
+    return f"{group[0].algo} {group[0].env} ({len(group)} seeds)"
+
+
+def group_runs(infos: Sequence[RunInfo], keys: Sequence[str] | None = None) -> list[list[RunInfo]]:
     """Runs grouped by :func:`group_key`, groups in order of their first run."""
     groups: dict[str, list[RunInfo]] = {}
     for info in infos:
-        groups.setdefault(group_key(info), []).append(info)
+        groups.setdefault(group_key(info, keys), []).append(info)
     return list(groups.values())
+
+
+def config_keys(infos: Sequence[RunInfo]) -> list[str]:
+    """The settings any of the runs has, for choosing what to group by: "algo", "env", then config fields."""
+    keys = sorted({k for info in infos for k in info.config})
+    return ["algo", "env"] + [k for k in keys if k not in ("algo", "env")]
 
 
 @dataclass
