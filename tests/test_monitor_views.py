@@ -146,3 +146,20 @@ def test_launching_from_the_button_does_not_block(store, monkeypatch):
     thread.join(10)
     assert started == [[0]] and "Launched" in m.message.object and not m.launch_button.disabled
     assert math.isfinite(m.last_refresh_s)
+
+
+def test_numbers_in_tables_are_rounded():
+    from widgets.formatting import column_format, format_number
+
+    assert [format_number(v) for v in (1234567, 12345, 0.123456789, 1.5e-06, 3.0, True)] == \
+        ["1.23M", "12,345", "0.1235", "1.5e-06", "3", "True"]
+    assert column_format([3000, 25_000_000], count=True) == "0.00a"
+    assert column_format([0.123456789, 0.5]) == "0.[0000]" and column_format([1e-5]) == "0.000e+0"
+
+
+def test_the_monitor_shows_one_table_and_one_set_of_run_controls(store):
+    make_run(store, 1e-3, 0)
+    m = TrainingMonitor(store_root=store.root)
+    buttons = [w.label for w in m.__panel__().select(lambda o: hasattr(o, "label") and type(o).__name__ == "Button")]
+    assert buttons.count("Refresh") == 1 and buttons.count("Resume selected") == 1, buttons
+    assert m.runs_table.tabulator.formatters["episode_return"].format == "0.[0000]"

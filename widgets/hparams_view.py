@@ -37,10 +37,10 @@ def parcoords_figure(table: HparamTable) -> dict:
     metric_values = [table.values[i] for i in keep]
     dimensions.append({"label": html.escape(table.metric), "values": metric_values})
     missing = len(table.values) - len(keep)
-    title = f"{len(keep)} runs" + (f" ({missing} without {table.metric})" if missing else "")
+    title = f"{missing} run(s) without {table.metric} left out" if missing else ""
     return {"data": [{"type": "parcoords", "dimensions": dimensions,
                       "line": {"color": metric_values, "colorscale": "Viridis", "showscale": True}}],
-            "layout": {"height": 420, "margin": {"l": 60, "r": 60, "t": 60, "b": 30},
+            "layout": {"height": 420, "margin": {"l": 80, "r": 60, "t": 70, "b": 30},
                        "title": {"text": html.escape(title)}}}
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from widgets.formatting import number_formatters
 from widgets.refresh import PeriodicRefresh
 from workbench.storage.runs import RunInfo, RunStore
 
@@ -100,6 +101,8 @@ class RunsTable(PeriodicRefresh, pn.viewable.Viewer):
         Root of the run store; None means $WORKBENCH_HOME, else ./runs.""")
     selected_run_ids = param.List(default=[], item_type=str, doc="""
         Ids of the selected runs (read them; selecting happens in the table).""")
+    show_controls = param.Boolean(default=True, doc="""
+        Refresh, auto-refresh and resume buttons above the table (off where the host page has its own).""")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -127,9 +130,9 @@ class RunsTable(PeriodicRefresh, pn.viewable.Viewer):
         self.resume_button = pn.widgets.Button(label="Resume selected", width=140, css_classes=["wb-resume"])
         self.resume_button.on_click(lambda _event: self.resume_selected())
         self._status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10))
+        controls = [self._refresh_button, self._auto_toggle, self.resume_button] if self.show_controls else []
         self._layout = pn.Column(
-            pn.Row(self._refresh_button, self._auto_toggle, self.resume_button, self._status,
-                   sizing_mode="stretch_width"),
+            pn.Row(*controls, self._status, sizing_mode="stretch_width"),
             self.tabulator,
             sizing_mode="stretch_width",
         )
@@ -183,6 +186,7 @@ class RunsTable(PeriodicRefresh, pn.viewable.Viewer):
             self._configure_columns(list(df.columns))
         if not (df.equals(current) and df.index.equals(current.index)):
             self.tabulator.value = df
+            self._format_numbers(df)
         where = html.escape(str(self.store.root))
         if len(df):
             text = f"{len(df)} run{'s' if len(df) != 1 else ''} in <code>{where}</code>"
@@ -230,6 +234,15 @@ class RunsTable(PeriodicRefresh, pn.viewable.Viewer):
             title_formatters={c: {"type": "plaintext"} for c in columns},
             header_filters=header_filters,
         )
+
+    def _format_numbers(self, df) -> None:
+        """Numeric columns shown rounded (the column's scale decides the digits), sent only when a format changed."""
+        numbers = number_formatters(df)
+        formats = {c: f.format for c, f in numbers.items()}
+        if formats != getattr(self, "_formats", None):
+            self._formats = formats
+            self.tabulator.formatters = {**{c: f for c, f in self.tabulator.formatters.items() if c not in numbers},
+                                         **numbers}
 
     def _on_selection(self, event) -> None:
         index = self.tabulator.value.index

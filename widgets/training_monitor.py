@@ -23,6 +23,7 @@ import time
 import panel as pn
 import param
 
+from widgets.formatting import format_number
 from widgets.hparams_view import HparamsView
 from widgets.monitor_figure import X_AXES, CurvesMixin
 from widgets.monitor_launch_form import LaunchFormMixin, _error
@@ -41,10 +42,14 @@ CURVE_METRICS = [
 BANDS = ("min-max", "standard error")
 
 
+def _cell(value) -> str:
+    return format_number(value) if isinstance(value, (int, float)) else json.dumps(value)
+
+
 def _table(rows: list[tuple], header: tuple) -> str:
     head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(json.dumps(c) if not isinstance(c, str) else c)}"
+        "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(c if isinstance(c, str) else _cell(c))}"
                          "</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -98,7 +103,7 @@ class TrainingMonitor(LaunchFormMixin, CurvesMixin, PeriodicRefresh, pn.viewable
         self._drawn: tuple | None = None
         self._blocks: dict[tuple[str, str, str], tuple[tuple, mon.BlockExtremes]] = {}
 
-        self.runs_table = MonitorRunsTable(store_root=self.store.root, auto_refresh=False)
+        self.runs_table = MonitorRunsTable(store_root=self.store.root, auto_refresh=False, show_controls=False)
         self.runs_table.param.watch(lambda e: setattr(self, "selected_run_ids", list(e.new)), "selected_run_ids")
         self.plot = pn.pane.Plotly(self.figure, sizing_mode="stretch_width", height=420, css_classes=["wb-plot"],
                                    config={"responsive": True, "displaylogo": False})
