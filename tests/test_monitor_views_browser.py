@@ -46,3 +46,27 @@ def test_log_axes_and_the_hyperparameter_view_in_the_browser(tmp_path):
         assert labels == ["arch", "learning_rate", "episode_return"]
         counts = plot_state(page, ".wb-hparams-plot", "el.data[0].dimensions[2].values.length")
         assert counts == len(ids)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)")
+def test_the_served_page_requests_nothing_from_outside(tmp_path):
+    """Offline, the page must not wait on a CDN: every resource of every tab comes from the server itself."""
+    from widgets.app import TABS
+
+    store = RunStore(tmp_path / "store")
+    make_run(store, 1e-3, 0)
+    outside, failed = [], []
+    with dashboard_page(store.root, "offline.png") as page:
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
+                                                                                     "blob:", "ws://127.0.0.1"))
+                else None)
+        page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+        page.reload()
+        page.wait_for_load_state("networkidle")
+        for title, _ in TABS:
+            page.get_by_text(title, exact=True).first.click()
+            page.wait_for_timeout(1500)
+        page.wait_for_load_state("networkidle")
+    assert outside == [], outside
+    assert failed == [], failed

@@ -80,6 +80,19 @@ def guarded_component_routes() -> list[tuple]:
     return [(f"/{COMPONENT_PATH}(.*)", OwnComponentResourceHandler, {})]
 
 
+def serve_stylesheets_locally(doc) -> None:
+    """Components' stylesheets from this server, never Panel's CDN (the page must work offline).
+
+    Panel points a model's stylesheets at its CDN unless the document already knows the server's resource path
+    (``dist_url``), which it learns only when the page is rendered; models made before that are rewritten then,
+    but models made later (a tab opened for the first time, a refreshed pane) kept the CDN address, and an
+    offline browser waited on it. Setting the path when the session starts makes every model local."""
+    from panel.io.resources import LOCAL_DIST
+
+    rel = pn.state.rel_path
+    doc._template_variables.setdefault("dist_url", f"{rel}/{LOCAL_DIST}" if rel else LOCAL_DIST)
+
+
 def build_app(store_root: str | os.PathLike | None = None, *, require_login: bool = False,
               admins: frozenset[str] | None = None) -> pn.template.BootstrapTemplate:
     """The dashboard page: a title bar and the registered tabs, reading the store at ``store_root``
@@ -93,6 +106,7 @@ def build_app(store_root: str | os.PathLike | None = None, *, require_login: boo
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:
         pn.extension(*EXTENSIONS)  # served: load the tabs' JavaScript with the page
+        serve_stylesheets_locally(doc)
     if require_login:
         user = pn.state.user
         if not user:  # Panel's login handler should have stopped this request; refuse anyway
