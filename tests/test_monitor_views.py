@@ -163,3 +163,18 @@ def test_the_monitor_shows_one_table_and_one_set_of_run_controls(store):
     buttons = [w.label for w in m.__panel__().select(lambda o: hasattr(o, "label") and type(o).__name__ == "Button")]
     assert buttons.count("Refresh") == 1 and buttons.count("Resume selected") == 1, buttons
     assert m.runs_table.tabulator.formatters["episode_return"].format == "0.[0000]"
+
+
+def test_rollout_and_eval_show_a_progress_bar_with_the_time_left(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "workbench.cli", "--store", str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    out = run("rollout", "--random", "colour_cue", "--episodes", "3", "--no-hires")
+    assert out.returncode == 0, out.stderr
+    assert "3/3" in out.stderr and "episode" in out.stderr and "<" in out.stderr  # tqdm: done/total [elapsed<left]
+    quiet = run("rollout", "--random", "colour_cue", "--episodes", "2", "--no-hires", "--no-progress")
+    assert quiet.returncode == 0 and "episode/s" not in quiet.stderr

@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--max-steps", type=_positive_int, default=None, help="cut episodes at this many steps")
     ro.add_argument("--seed", type=int, default=0)
     ro.add_argument("--device", default="cpu")
+    ro.add_argument("--no-progress", action="store_true", help="no progress bar")
     rl = sub.add_parser("rollouts", help="list recorded episodes")
     rl.add_argument("--run", default=None)
     rl.add_argument("--level-seed", type=int, default=None)
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="env step of the checkpoint (default: the newest intact one)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     # ---- labels (workbench/preferences/labels/; schema in docs/labels_schema.md) ----
     lb = sub.add_parser("labels", help="preference-label campaigns: import items, export labels, agreement stats")
     lsub = lb.add_subparsers(dest="labels_command", required=True)
@@ -237,7 +239,8 @@ def cmd_eval(args, store) -> None:
     from workbench.rl.evaluate import evaluate_run
 
     result = evaluate_run(args.run, levels=args.levels, episodes=args.episodes, store=store,
-                          checkpoint_step=args.checkpoint, seed=args.seed, device=args.device)
+                          checkpoint_step=args.checkpoint, seed=args.seed, device=args.device,
+                          progress=not args.no_progress)
     s = result.summary()
     print(f"{args.run} @ step {s['checkpoint_step']:,} on {s['levels']} levels, {s['episodes']} episodes: "
           f"mean return {s['mean_return']:.3f} +- {s['stderr_return']:.3f} (s.e.), "
@@ -259,7 +262,7 @@ def cmd_rollout(args, store) -> None:
     if (args.run is None) == (args.random is None):
         raise ValueError("give either a run id or --random ENV (and not both)")
     common = dict(episodes=args.episodes, level_seeds=_level_seeds(args.level_seeds), hires=not args.no_hires,
-                  seed=args.seed, store_root=store.root, max_steps=args.max_steps)
+                  seed=args.seed, store_root=store.root, max_steps=args.max_steps, progress=not args.no_progress)
     if args.random is not None:
         ids = record_random(args.random, distribution_mode=args.distribution_mode,
                             num_levels=0, **common)

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from workbench.rl.envs import NUM_ACTIONS
 from workbench.rl.policy import PolicyCore
@@ -455,14 +456,15 @@ def record_episodes(core: PolicyCore | None, env_name: str, *, episodes: int = 1
                     level_seeds: Iterable[int] | None = None, levels: str = "train",
                     distribution_mode: str = "easy", num_levels: int = 0, start_level: int = 0, hires: bool = True,
                     seed: int = 0, max_steps: int | None = None, run_id: str | None = None,
-                    checkpoint_step: int | None = None,
-                    value_scale: float = 1.0) -> list[tuple[Episode, np.ndarray | None]]:
+                    checkpoint_step: int | None = None, value_scale: float = 1.0,
+                    progress: bool = False) -> list[tuple[Episode, np.ndarray | None]]:
     """Play whole episodes with ``core`` (None: uniformly random actions) and return them with their
     high-resolution frames (or None). With ``level_seeds``, one episode per seed on exactly that level
     (``episodes`` is ignored); otherwise ``episodes`` consecutive episodes on the levels given by
     ``num_levels``/``start_level`` (0 = the whole distribution). ``max_steps`` cuts an episode short
     (its ``dones`` are then all False: the game did not end). Values are multiplied by
-    ``value_scale`` (the reward normalizer's scale, to express them in game reward units)."""
+    ``value_scale`` (the reward normalizer's scale, to express them in game reward units). ``progress``: a
+    progress bar with the time left, one tick per episode."""
     from workbench.rl.env_registry import make_vec_env
 
     if levels not in ("train", "test"):
@@ -488,7 +490,7 @@ def record_episodes(core: PolicyCore | None, env_name: str, *, episodes: int = 1
     recorded = []
     env = None
     try:
-        for i, (n_levels, start, requested) in enumerate(plans):
+        for i, (n_levels, start, requested) in enumerate(tqdm(plans, unit="episode", disable=not progress)):
             # One env per explicit seed; consecutive episodes share an env (it auto-resets).
             if env is None or requested is not None:
                 if env is not None:
@@ -556,7 +558,7 @@ def _save_all(store: RolloutStore, recorded) -> list[str]:
 def record_run(run_id: str, *, checkpoint_step: int | None = None, episodes: int = 1, levels: str = "train",
                level_seeds: Iterable[int] | None = None, hires: bool = True, seed: int = 0,
                store_root: str | os.PathLike | None = None, device: str = "cpu",
-               max_steps: int | None = None) -> list[str]:
+               max_steps: int | None = None, progress: bool = False) -> list[str]:
     """Record a run's checkpoint (the latest by default) and save the episodes; returns their ids.
     ``levels="train"`` plays the run's training levels, ``"test"`` the whole level distribution."""
     from workbench.rl.checkpoints import policy_checkpoint_problem, policy_from_checkpoint
@@ -571,19 +573,19 @@ def record_run(run_id: str, *, checkpoint_step: int | None = None, episodes: int
                                distribution_mode=cfg["distribution_mode"], num_levels=num_levels,
                                start_level=start_level, hires=hires, seed=seed, max_steps=max_steps,
                                run_id=run_id, checkpoint_step=int(state["global_step"]),
-                               value_scale=value_scale_of(state))
+                               value_scale=value_scale_of(state), progress=progress)
     return _save_all(store, recorded)
 
 
 def record_random(env_name: str, *, episodes: int = 1, level_seeds: Iterable[int] | None = None,
                   distribution_mode: str = "easy", num_levels: int = 0, start_level: int = 0, hires: bool = True,
                   seed: int = 0, store_root: str | os.PathLike | None = None,
-                  max_steps: int | None = None) -> list[str]:
+                  max_steps: int | None = None, progress: bool = False) -> list[str]:
     """Record a uniformly random policy (no run needed) and save the episodes; returns their ids."""
     recorded = record_episodes(None, env_name, episodes=episodes, level_seeds=level_seeds,
                                levels="train" if num_levels else "test", distribution_mode=distribution_mode,
                                num_levels=num_levels, start_level=start_level, hires=hires, seed=seed,
-                               max_steps=max_steps)
+                               max_steps=max_steps, progress=progress)
     return _save_all(RolloutStore(store_root), recorded)
 
 

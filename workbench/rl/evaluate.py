@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from workbench.rl.env_registry import make_vec_env, normalized_return_or_nan
 from workbench.rl.policy import PolicyCore
@@ -90,8 +91,10 @@ class EvalResult:
 
 
 @torch.no_grad()
-def run_episodes(core: PolicyCore, env, num_episodes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Sample from the policy until every env has finished its quota; returns (returns, lengths)."""
+def run_episodes(core: PolicyCore, env, num_episodes: int, seed: int = 0,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sample from the policy until every env has finished its quota; returns (returns, lengths).
+    ``progress``: a progress bar with the time left, one tick per finished episode."""
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1 (got {num_episodes})")
     n = env.num_envs
@@ -101,6 +104,7 @@ def run_episodes(core: PolicyCore, env, num_episodes: int, seed: int = 0) -> tup
     generator = torch.Generator(device=core.device).manual_seed(seed)
     obs = env.reset()
     core.model.eval()
+    bar = tqdm(total=num_episodes, unit="episode", disable=not progress)
     while (done_count < quota).any():
         out = core.act(obs, generator)
         obs, _, _, episodes = env.step(out.action.cpu().numpy())
@@ -109,12 +113,14 @@ def run_episodes(core: PolicyCore, env, num_episodes: int, seed: int = 0) -> tup
                 done_count[ep.env_index] += 1
                 returns.append(ep.ret)
                 lengths.append(ep.length)
+                bar.update(1)
+    bar.close()
     return np.asarray(returns, np.float64), np.asarray(lengths, np.int64)
 
 
 def evaluate_run(run_id: str, *, levels: str = "test", episodes: int = 100, store: RunStore | None = None,
                  checkpoint_step: int | None = None, seed: int = 0, num_envs: int = 64,
-                 device: str = "auto") -> EvalResult:
+                 device: str = "auto", progress: bool = False) -> EvalResult:
     """Evaluate a run's checkpoint (latest by default) on its training levels or on the test distribution."""
     if levels not in LEVEL_SETS:
         raise ValueError(f"levels must be one of {LEVEL_SETS} (got {levels!r})")
@@ -129,7 +135,7 @@ def evaluate_run(run_id: str, *, levels: str = "test", episodes: int = 100, stor
     env = make_vec_env(cfg["env"], min(num_envs, episodes), distribution_mode=cfg["distribution_mode"],
                        num_levels=num_levels, start_level=start_level, rand_seed=seed)
     try:
-        rets, lens = run_episodes(core, env, episodes, seed=seed)
+        rets, lens = run_episodes(core, env, episodes, seed=seed, progress=progress)
     finally:
         env.close()
     return EvalResult(run_id, int(state["global_step"]), levels, rets, lens,
