@@ -178,3 +178,21 @@ def test_rollout_and_eval_show_a_progress_bar_with_the_time_left(tmp_path):
     assert "3/3" in out.stderr and "episode" in out.stderr and "<" in out.stderr  # tqdm: done/total [elapsed<left]
     quiet = run("rollout", "--random", "colour_cue", "--episodes", "2", "--no-hires", "--no-progress")
     assert quiet.returncode == 0 and "episode/s" not in quiet.stderr
+
+
+def test_degenerate_calibration_data_says_why_its_numbers_mean_little():
+    import numpy as np
+
+    from widgets.reliability_diagram import ReliabilityDiagram
+    from workbench.calibration import metrics as cal
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=400)
+    assert cal.degenerate_reasons(p, (rng.uniform(size=400) < p).astype(int)) == []
+    one_class = cal.degenerate_reasons(p, np.ones(400, int))
+    assert len(one_class) == 1 and "every outcome is 1" in one_class[0]
+    one_bin = cal.degenerate_reasons(np.full(400, 0.73), rng.integers(0, 2, 400), n_bins=10)
+    assert len(one_bin) == 1 and "one bin" in one_bin[0]
+    assert "only 5 predictions" in cal.degenerate_reasons(p[:5], np.array([0, 1, 0, 1, 1]))[-1]
+    diagram = ReliabilityDiagram(series={"all ones": (p, np.ones(400, int))})
+    assert "every outcome is 1" in diagram._metrics_html() and "wb-cal-warning" in diagram._metrics_html()

@@ -164,6 +164,12 @@ class ReliabilityDiagram(pn.viewable.Viewer):
         return {name: cal.calibration_summary(c, y, n_bins=self.n_bins, strategy=self.strategy, closed=self.closed)
                 for name, (c, y) in self._arrays.items()}
 
+    def warnings(self) -> dict[str, list[str]]:
+        """Per series, why its numbers are not meaningful (all one class, one bin, too few predictions)."""
+        return {name: reasons for name, (c, y) in self._arrays.items()
+                if (reasons := cal.degenerate_reasons(c, y, n_bins=self.n_bins, strategy=self.strategy,
+                                                      closed=self.closed))}
+
     def metrics_frame(self) -> pd.DataFrame:
         """The metrics table: one row per metric, one column per series."""
         m = self.metrics()
@@ -256,7 +262,10 @@ class ReliabilityDiagram(pn.viewable.Viewer):
                 for v in frame.loc[key])
             rows.append(f"<tr data-metric='{key}'><th style='text-align:left;padding:2px 8px;font-weight:normal'>"
                         f"{html.escape(METRIC_LABELS[key])}</th>{cells}</tr>")
-        return ("<table class='wb-metrics-table' style='border-collapse:collapse;font-size:13px'>"
+        warnings = "".join(f"<div class='wb-cal-warning' style='color:#8a5300;margin-bottom:4px'>"
+                           f"{html.escape(name)}: {html.escape(reason)}.</div>"
+                           for name, reasons in self.warnings().items() for reason in reasons)
+        return (warnings + "<table class='wb-metrics-table' style='border-collapse:collapse;font-size:13px'>"
                 f"<thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
                 f"<div style='color:#666;font-size:11px;max-width:480px;margin-top:6px'>"
                 f"{html.escape(self.conventions())}</div>")

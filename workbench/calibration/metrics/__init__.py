@@ -47,6 +47,7 @@ from workbench.calibration.metrics.reliability import (
     SUMMARY_METRICS,
     ReliabilityBins,
     calibration_summary,
+    degenerate_reasons,
     reliability_bins,
 )
 from workbench.calibration.metrics.scores import (
@@ -68,6 +69,7 @@ __all__ = [
     "ReliabilityBins",
     "adaptive_ece",
     "assign_bins",
+    "degenerate_reasons",
     "average_calibration_error",
     "bigbench_brier",
     "bigbench_ece",

@@ -142,3 +142,25 @@ def calibration_summary(probs, outcomes, *, n_bins: int = 15, strategy: str = "u
             "mce": mce(p, y, n_bins=n_bins, strategy="uniform", closed=closed),
             "brier": d.brier, "log_loss": log_loss(p, y),
             "reliability": d.reliability, "resolution": d.resolution, "uncertainty": d.uncertainty}
+
+
+def degenerate_reasons(probs, outcomes, *, n_bins: int = 10, strategy: str = "uniform",
+                       closed: str = "right") -> list[str]:
+    """Why the calibration numbers of these predictions say little, in words (empty when nothing is wrong):
+    every outcome the same (accuracy cannot vary with confidence, and the Brier decomposition's uncertainty is
+    0), every prediction in one bin (the diagram is one point and ECE is |confidence - accuracy| of the whole
+    set), or fewer predictions than two per bin (per-bin accuracies are mostly noise)."""
+    p, y = _pair(probs, outcomes)
+    reasons = []
+    if p.size and (y.min() == y.max()):
+        reasons.append(f"every outcome is {int(y[0])}: accuracy cannot vary with confidence, so ECE, MCE and "
+                       "resolution only measure how far the confidences are from that one outcome, and the Brier "
+                       "decomposition's uncertainty is 0")
+    filled = int((reliability_bins(p, y, n_bins=n_bins, strategy=strategy, closed=closed).count > 0).sum())
+    if p.size and filled == 1:
+        reasons.append("every prediction falls in one bin: the diagram is a single point and ECE is just "
+                       "|mean confidence - accuracy| of the whole set, saying nothing about calibration across "
+                       "confidence levels")
+    if 0 < p.size < 2 * n_bins:
+        reasons.append(f"only {p.size} predictions for {n_bins} bins: per-bin accuracies are mostly noise")
+    return reasons
