@@ -70,3 +70,23 @@ def test_the_served_page_requests_nothing_from_outside(tmp_path):
         page.wait_for_load_state("networkidle")
     assert outside == [], outside
     assert failed == [], failed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)")
+def test_the_rollout_player_is_in_view_on_a_laptop_screen(tmp_path):
+    from workbench.episodes.rollouts import record_random
+
+    store = RunStore(tmp_path / "store")
+    record_random("coinrun", episodes=1, max_steps=20, store_root=store.root)
+    with dashboard_page(store.root, "rollouts_1366x768.png", width=1366, height=768) as page:
+        page.get_by_text("Rollouts", exact=True).first.click()
+        rows = page.locator(".tabulator-row:visible")
+        wait_until(lambda: rows.count() >= 1, 60, "the episode in the table")
+        rows.first.click()
+        player = page.locator(".wb-player").first
+        player.wait_for(timeout=60_000)
+        frame = page.locator(".wb-frame").first.bounding_box()
+        box = player.bounding_box()
+        assert frame["y"] >= 0 and box["y"] + box["height"] <= 768, (frame, box)  # frame and controls, no scrolling
+        assert frame["x"] + frame["width"] <= 1366

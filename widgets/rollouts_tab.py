@@ -80,6 +80,10 @@ def episodes_frame(infos: list[RolloutInfo]) -> pd.DataFrame:
     return df
 
 
+LEFT_PX = 440   # the episode list
+FRAME_PX = 384  # the player's frame: list and player side by side fit a 1366-wide screen
+
+
 class RolloutsTab(PeriodicRefresh, pn.viewable.Viewer):
     """Pick, play, compare and record episodes of the rollout store at ``store_root``."""
 
@@ -119,12 +123,12 @@ class RolloutsTab(PeriodicRefresh, pn.viewable.Viewer):
             widget.param.watch(lambda _e: self.refresh(), "value")
         self.table = pn.widgets.Tabulator(
             episodes_frame([]), disabled=True, show_index=False, selectable=1, sortable=True,
-            layout="fit_data_table", pagination="local", page_size=10, sizing_mode="stretch_width",
+            layout="fit_data_table", pagination="local", page_size=8, sizing_mode="stretch_width",
             titles=EPISODE_COLUMNS, css_classes=["wb-ro-table"],
             formatters={c: {"type": "plaintext"} for c in ("id", "env", "source", "levels", "created")},
         )
         self.table.param.watch(self._on_table_selection, "selection")
-        self.compare_select = pn.widgets.Select(label="Compare with", options={NONE: NONE}, value=NONE, width=420,
+        self.compare_select = pn.widgets.Select(label="Compare with", options={NONE: NONE}, value=NONE, width=400,
                                                 css_classes=["wb-ro-compare"])
         self.compare_select.param.watch(lambda e: self.compare_with(None if e.new == NONE else e.new), "value")
 
@@ -150,21 +154,26 @@ class RolloutsTab(PeriodicRefresh, pn.viewable.Viewer):
 
     def __panel__(self):
         self._start_periodic_refresh()
-        return pn.Column(
-            pn.Row(self.run_select, self.checkpoint_select, self.seed_input, self.min_return, self.max_return,
-                   self.refresh_button),
+        # Episodes on the left, the player on the right: on a 1366x768 screen the frame and its controls are
+        # in view without scrolling; recording new episodes is folded away below.
+        browser = pn.Column(
+            pn.Row(self.run_select, self.checkpoint_select),
+            pn.Row(self.seed_input, self.min_return, self.max_return, self.refresh_button),
             self.listing_pane,
             self.table,
             self.compare_select,
+            width=LEFT_PX,
+        )
+        return pn.Column(
+            pn.Row(browser, pn.Column(self.status_pane, self.viewer_area, sizing_mode="stretch_width"),
+                   sizing_mode="stretch_width"),
             pn.Card(
                 pn.Row(self.env_select, self.episodes_input, self.levels_select, self.level_seeds_input,
                        self.max_steps_input, self.hires_box),
                 pn.Row(self.record_button),
                 title="Record new episodes (of the selected run and checkpoint, or of a random policy)",
-                collapsed=False, sizing_mode="stretch_width",
+                collapsed=True, sizing_mode="stretch_width", css_classes=["wb-ro-record-card"],
             ),
-            self.status_pane,
-            self.viewer_area,
             sizing_mode="stretch_width",
         )
 
@@ -287,9 +296,10 @@ class RolloutsTab(PeriodicRefresh, pn.viewable.Viewer):
         try:
             if self.compare_id is not None:
                 self.viewer = RolloutComparison(left_id=self.episode_id, right_id=self.compare_id,
-                                                store_root=self.store.root)
+                                                store_root=self.store.root, display_px=FRAME_PX)
             else:
-                self.viewer = RolloutViewer(episode_id=self.episode_id, store_root=self.store.root)
+                self.viewer = RolloutViewer(episode_id=self.episode_id, store_root=self.store.root,
+                                            display_px=FRAME_PX)
         except (ValueError, OSError, RuntimeError) as e:  # unknown id, files deleted under us, a broken video
             self.status = f"error: could not open the episode: {e}"
             return
