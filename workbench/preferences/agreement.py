@@ -413,6 +413,6 @@ def campaign_agreement(store, campaign: str, *, source: str | None = None, min_s
     records, excluded = campaign_records(store, campaign, source=source)
     graded = None
     if store.get_campaign(campaign).graded_scale:
-        graded = graded_agreement([(lab.item_id, lab.labeler, lab.scale) for lab in store.labels(campaign, source=source)
-                                   if lab.scale is not None])
+        graded = graded_agreement([(lab.item_id, lab.labeler, lab.scale)
+                                   for lab in store.labels(campaign, source=source) if lab.scale is not None])
     return agreement_report(records, min_shared=min_shared, categories=PAIR_ANSWERS, excluded=excluded, graded=graded)

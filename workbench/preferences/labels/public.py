@@ -24,7 +24,8 @@ class PublicData:
     """Public-format import and TRL-form export methods of :class:`~workbench.preferences.labels.LabelStore`."""
 
     def import_public(self, path: str | os.PathLike, campaign: str, *, fmt: str | None = None,
-                      items_only: bool = False, labeler: str | None = None, overlap: int = 1) -> dict:
+                      items_only: bool = False, labeler: str | None = None, overlap: int = 1,
+                      **campaign_args) -> dict:
         """Import a published preference file (``fmt`` or detected) into ``campaign`` (created if needed).
 
         Items are matched by payload (an existing item of the campaign is reused). Each row's answer becomes
@@ -32,7 +33,8 @@ class PublicData:
         ``labeler``) else ``labeler`` else the format name; the same item answered again by the same labeler
         in the file is labeler ``"NAME#2"``, ``"NAME#3"``, ... (a repeated comparison is another anonymous
         labeler). ``items_only``: the items, no labels (to relabel them). All or nothing: every row is checked
-        first, a bad one raises ValueError naming its line and field. Returns counts and the format.
+        first, a bad one raises ValueError naming its line and field. ``campaign_args`` (``guidelines_md``,
+        ``flags``, ``meta``, ...) configure a new campaign. Returns counts and the format.
         """
         path = Path(path)
         fmt, rows = adapt_rows(read_rows(path), fmt, path)
@@ -41,11 +43,14 @@ class PublicData:
         try:
             camp, new = self.get_campaign(campaign), False
         except UnknownCampaignError:
-            camp = self._campaign_from_args(campaign, kind, overlap=overlap, graded_scale=graded and kind != "ranking",
-                                            meta={"imported_from": path.name, "format": fmt})
+            meta = {"imported_from": path.name, "format": fmt, **(campaign_args.pop("meta", None) or {})}
+            graded = (graded or campaign_args.pop("graded_scale", False)) and kind != "ranking"
+            camp = self._campaign_from_args(campaign, kind, overlap=overlap, graded_scale=graded, meta=meta,
+                                            **campaign_args)
             new = True
         if camp.kind != kind:
-            raise ValueError(f"campaign {camp.name!r} is a {camp.kind} campaign; {path.name} ({fmt}) holds {kind} items")
+            raise ValueError(f"campaign {camp.name!r} is a {camp.kind} campaign; {path.name} ({fmt}) holds "
+                             f"{kind} items")
         source = f"imported:{fmt}"
         base = None if labeler is None else _name("labeler", labeler)
         prepared, seen = [], Counter()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from workbench.preferences.labels.adjudication import Adjudicating
 from workbench.preferences.labels.campaigns import CampaignsAndItems
 from workbench.preferences.labels.connection import StoreConnection
-from workbench.preferences.labels.queue import AssignmentQueue
 from workbench.preferences.labels.public import PublicData
+from workbench.preferences.labels.queue import AssignmentQueue
 from workbench.preferences.labels.reading import LabelReading
 from workbench.preferences.labels.transfer import ExportImport
 
