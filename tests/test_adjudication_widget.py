@@ -62,3 +62,15 @@ def test_a_labeler_sees_the_model_suggestion_only_after_answering(tmp_path):
     tab.comparison.submit("left")
     assert "After your answer (left): reward model:" in tab.suggestion.object
     assert "probability" in tab.suggestion.object
+
+
+def test_text_campaign_items_ordered_by_reward_model_disagreement(tmp_path):
+    from widgets.labeling import LabelingTab
+
+    tab = LabelingTab(store_root=tmp_path)
+    data = b"".join(b'{"prompt": "p", "a": "%s", "b": "y"}\n' % (b"x" * n) for n in (2, 5, 1, 3))
+    assert tab.create_from_jsonl("dis", "text_pair", data, strategy="disagreement",
+                                 scorer=lambda payloads: [len(p["a"]) for p in payloads]) == 4
+    items = LabelStore(tmp_path).items("dis")  # the queue hands items out in id order: most disputed first
+    assert [len(p["a"]) for _, p in items] == [5, 3, 2, 1]
+    assert [p["meta"]["score"] for _, p in items] == [5, 3, 2, 1]

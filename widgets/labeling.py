@@ -204,9 +204,10 @@ class LabelingTab(pn.viewable.Viewer):
         self.create_jsonl_button.on_click(lambda _e: self._create_from_file())
         common = pn.Column(pn.Row(self.form_name, self.form_kind, self.form_overlap),
                            pn.Row(self.form_graded, self.form_markdown, self.form_flags), self.form_guidelines,
+                           pn.Row(self.form_strategy, self.form_reward_model),
                            sizing_mode="stretch_width")
         rollouts = pn.Card(self.form_episodes, pn.Row(self.form_length, self.form_pairs, self.form_seed),
-                           pn.Row(self.form_strategy, self.form_reward_model), self.create_rollouts_button,
+                           self.create_rollouts_button,
                            title="Clip pairs from recorded rollouts", sizing_mode="stretch_width")
         jsonl = pn.Card(pn.pane.HTML("One item per line: <code>{\"prompt\", \"a\", \"b\", \"meta\"}</code> "
                                      "(text_pair) or <code>{\"prompt\", \"responses\": [...], \"meta\"}</code> "
@@ -269,14 +270,22 @@ class LabelingTab(pn.viewable.Viewer):
             from workbench.preferences.reward import load_reward_model
         except ImportError as e:
             raise ValueError(f"reward models are not available in this workbench: {e}") from None
-        return ensemble_disagreement_scorer(load_reward_model(path), rollouts)
+        model = load_reward_model(path)
+        if model.kind == "text":
+            from workbench.preferences.reward.suggest import disagreement_scorer
+
+            return disagreement_scorer(model)
+        return ensemble_disagreement_scorer(model, rollouts)
 
     def create_from_jsonl(self, name: str, kind: str, data: bytes, *, filename: str = "upload.jsonl",
-                          items_only: bool = False, **campaign_args) -> int:
+                          items_only: bool = False, strategy: str = "uniform", scorer=None,
+                          n_items: int | None = None, **campaign_args) -> int:
         """Create a text_pair / ranking campaign from JSONL bytes; a bad line is a ValueError naming it.
         A published preference file (TRL, HH-RLHF, WebGPT, summarize-from-feedback, rankings; detected
         from its fields) brings its items and, unless ``items_only``, its labels
-        (:meth:`~workbench.preferences.labels.LabelStore.import_public`); its kind follows from the format."""
+        (:meth:`~workbench.preferences.labels.LabelStore.import_public`); its kind follows from the format.
+        ``strategy="disagreement"`` (text pairs): the ``n_items`` (default all) items a reward-model ensemble
+        disagrees on most, most first, so the queue hands them out first (Christiano et al. Sec. 2.2.4)."""
         if kind not in ("text_pair", "ranking"):
             raise ValueError(f"a JSONL file makes a text_pair or ranking campaign, not {kind!r}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -294,6 +303,13 @@ class LabelingTab(pn.viewable.Viewer):
                 raise ValueError(str(e).replace(str(path), filename)) from None
         if not payloads:
             raise ValueError(f"{filename} has no items")
+        if strategy == "disagreement":
+            if kind != "text_pair":
+                raise ValueError('strategy "disagreement" orders pairs; a ranking file is taken as it is')
+            from workbench.preferences.reward.suggest import order_by_disagreement
+
+            scorer = scorer or self.disagreement_scorer or self._scorer_from_form(None)
+            payloads = order_by_disagreement(payloads, scorer, n_items)
         return self._create(name, kind, payloads, campaign_args)
 
     @staticmethod
@@ -344,7 +360,8 @@ class LabelingTab(pn.viewable.Viewer):
         try:
             n = self.create_from_jsonl(self.form_name.value, kind, self.form_file.value,
                                        filename=self.form_file.filename or "upload.jsonl",
-                                       items_only=bool(self.form_items_only.value), **self._campaign_args())
+                                       items_only=bool(self.form_items_only.value), strategy=self.form_strategy.value,
+                                       **self._campaign_args())
         except (ValueError, *STORE_ERRORS) as e:
             self.message.object = _error(f"Not created: {e}")
             return
