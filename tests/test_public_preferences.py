@@ -86,6 +86,21 @@ def test_public_file_detected_imported_and_exported_in_trl_form(store, tmp_path,
     # Round trip: the TRL export imports back (as TRL data) and exports the same rows.
     store.import_public(tmp_path / "trl.jsonl", "again")
     assert store.trl_rows("again") == store.trl_rows("c")
+    store.import_public(tmp_path / "trl.parquet", "again_parquet")  # TRL datasets are published as Parquet
+    assert store.trl_rows("again_parquet") == store.trl_rows("c")
+
+
+def test_gzipped_json_lines_as_hh_rlhf_publishes_them(store, tmp_path):
+    import gzip
+
+    packed = tmp_path / "train.jsonl.gz"
+    packed.write_bytes(gzip.compress((DATA / "hh_rlhf.jsonl").read_bytes()))
+    assert store.import_public(packed, "hh")["format"] == "hh_rlhf"
+    assert [lab.payload["a"] for lab in store.labels("hh")] == [" Put it in boiling water for nine minutes.", " 4."]
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match="not gzip"):
+        store.import_public(broken, "x")
 
 
 def test_items_only_imports_no_labels(store):
