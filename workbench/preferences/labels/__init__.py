@@ -111,7 +111,7 @@ from workbench.preferences.labels.validation import (
 
 __all__ = [
     "CAMPAIGN_KINDS", "CHOICES", "DB_FILENAME", "EXPORT_SCHEMA_VERSION", "GRADED_SCALE", "MAX_RANKING_K",
-    "MIN_RANKING_K", "PREFERRED", "RANKED", "SCHEMA_VERSION", "Adjudication", "Assignment", "AssignmentExpiredError", "Campaign",
-    "Comparison", "Disagreement", "Label", "LabelStore", "Ranking", "UnknownCampaignError", "check_source", "read_items_jsonl",
-    "validate_payload",
+    "MIN_RANKING_K", "PREFERRED", "RANKED", "SCHEMA_VERSION", "Adjudication", "Assignment", "AssignmentExpiredError",
+    "Campaign", "Comparison", "Disagreement", "Label", "LabelStore", "Ranking", "UnknownCampaignError", "check_source",
+    "read_items_jsonl", "validate_payload",
 ]
