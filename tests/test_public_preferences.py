@@ -200,3 +200,25 @@ def test_cli_imports_public_file_and_exports_trl(tmp_path, capsys):
     assert main(["--store", root, "labels", "import", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "line 1: field 'summaries'" in err and "Traceback" not in err
+
+
+def test_a_version_1_store_is_upgraded_in_place_keeping_its_labels(tmp_path):
+    import sqlite3
+
+    from workbench.preferences.labels import SCHEMA_VERSION
+
+    old = LabelStore(tmp_path)
+    old.import_public(DATA / "summarize_from_feedback.jsonl", "s")
+    old.close()
+    conn = sqlite3.connect(tmp_path / "labels.sqlite")  # make it what version 1 wrote: no adjudications table
+    conn.execute("DROP TABLE adjudications")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    upgraded = LabelStore(tmp_path)
+    assert len(upgraded.labels("s")) == 3 and upgraded.adjudications("s") == {}
+    [dispute] = upgraded.disagreements("s")
+    upgraded.adjudicate("s", dispute.item_id, "admin", "equal")
+    conn = sqlite3.connect(tmp_path / "labels.sqlite")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
