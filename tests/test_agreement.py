@@ -226,3 +226,83 @@ def test_campaign_agreement_on_rankings_expands_pairs(tmp_path):
     rep = campaign_agreement(store, "r")
     assert rep.n_units == 6 and rep.pairwise.n_pairs == 6
     assert rep.pairwise.overall == pytest.approx(5 / 6)
+
+
+def _random_reliability_data(rng, n_units=40, n_labelers=5, values=tuple(range(-3, 4)), p_missing=0.4):
+    """Units with a varying number of labelers (some with one or none), answers correlated with the unit."""
+    data = np.full((n_labelers, n_units), np.nan)
+    records = []
+    for u in range(n_units):
+        truth = rng.choice(values)
+        for lab in range(n_labelers):
+            if rng.random() < p_missing:
+                continue
+            v = truth if rng.random() < 0.6 else rng.choice(values)
+            data[lab, u] = v
+            records.append((u, f"L{lab}", int(v)))
+    return data, records
+
+
+@pytest.mark.parametrize("level", ["nominal", "ordinal", "interval"])
+def test_krippendorff_alpha_matches_the_krippendorff_package(level):
+    krippendorff = pytest.importorskip("krippendorff")
+    from workbench.preferences.agreement import krippendorff_alpha
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        data, records = _random_reliability_data(rng)
+        assert krippendorff_alpha(records, level) == pytest.approx(
+            krippendorff.alpha(reliability_data=data, level_of_measurement=level), abs=1e-12)
+
+
+def test_krippendorff_alpha_hand_computed_and_degenerate():
+    from workbench.preferences.agreement import krippendorff_alpha
+
+    # Two units, two labelers: (a, a) and (a, b). Coincidences o_aa = 2, o_ab = o_ba = 1, n_a = 3, n_b = 1, n = 4:
+    # alpha = 1 - (n - 1) * (o_ab + o_ba) / (2 n_a n_b) = 1 - 3 * 2 / 6 = 0.
+    assert krippendorff_alpha([(1, "x", "a"), (1, "y", "a"), (2, "x", "a"), (2, "y", "b")]) == pytest.approx(0.0)
+    assert krippendorff_alpha([(1, "x", "a"), (1, "y", "a"), (2, "x", "b"), (2, "y", "b")]) == pytest.approx(1.0)
+    assert math.isnan(krippendorff_alpha([(1, "x", "a"), (2, "y", "b")]))  # no unit with two values
+    assert math.isnan(krippendorff_alpha([(1, "x", "a"), (1, "y", "a")]))  # one value only
+    with pytest.raises(ValueError, match="level must be one of"):
+        krippendorff_alpha([], "ratio")
+
+
+@pytest.mark.parametrize("weights", ["linear", "quadratic"])
+def test_weighted_kappa_matches_sklearn(weights):
+    from sklearn.metrics import cohen_kappa_score
+
+    from workbench.preferences.agreement import weighted_kappa
+
+    rng = np.random.default_rng(3)
+    scale = list(range(-3, 4))
+    for _ in range(5):
+        r1 = rng.integers(-3, 4, 30)
+        r2 = np.clip(r1 + rng.integers(-2, 3, 30), -3, 3)
+        assert weighted_kappa(r1.tolist(), r2.tolist(), weights, scale) == pytest.approx(
+            cohen_kappa_score(r1, r2, weights=weights, labels=scale), abs=1e-12)
+        assert weighted_kappa(r1.tolist(), r2.tolist(), weights) == pytest.approx(
+            cohen_kappa_score(r1, r2, weights=weights), abs=1e-12)
+
+
+def test_campaign_agreement_reports_alpha_and_graded_statistics(tmp_path):
+    krippendorff = pytest.importorskip("krippendorff")
+    store = LabelStore(tmp_path)
+    store.create_campaign("g", "text_pair", graded_scale=True)
+    ids = store.add_items("g", [{"prompt": f"p{i}", "a": f"a{i}", "b": f"b{i}"} for i in range(6)])
+    scales = {"x": [-3, -1, 0, 2, 3, -2], "y": [-2, -1, 1, 2, None, -3], "z": [-3, 0, 0, None, 3, None]}
+    choice = {True: "left", False: "right"}
+    for labeler, values in scales.items():
+        for item, s in zip(ids, values):
+            if s is not None:
+                store.label_direct("g", item, labeler, "equal" if s == 0 else choice[s < 0], scale=s, source="human")
+    report = campaign_agreement(store, "g")
+    data = np.array([[np.nan if s is None else s for s in scales[k]] for k in sorted(scales)], dtype=float)
+    assert report.graded.alpha_ordinal == pytest.approx(krippendorff.alpha(reliability_data=data,
+                                                                           level_of_measurement="ordinal"))
+    assert report.graded.alpha_interval == pytest.approx(krippendorff.alpha(reliability_data=data,
+                                                                            level_of_measurement="interval"))
+    nominal = np.sign(data)  # canonical a / equal / b
+    assert report.alpha_nominal == pytest.approx(krippendorff.alpha(reliability_data=nominal,
+                                                                    level_of_measurement="nominal"))
+    assert "Krippendorff's alpha" in report.summary() and "weighted kappa" in report.summary()

@@ -13,6 +13,7 @@ import pytest
 
 from workbench.preferences.labels import (
     GRADED_SCALE,
+    SCHEMA_VERSION,
     Assignment,
     AssignmentExpiredError,
     Campaign,
@@ -71,7 +72,7 @@ def test_campaign_round_trip_and_schema(store, tmp_path):
     assert [c.name for c in other.list_campaigns()] == ["c"]
     assert (store.root / "labels.sqlite").exists()
     assert live_rows(store, "PRAGMA journal_mode")[0][0] == "wal"
-    assert live_rows(store, "PRAGMA user_version")[0][0] == 1
+    assert live_rows(store, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
     with pytest.raises(ValueError, match="already exists"):
         store.create_campaign("c", "text_pair")
     with pytest.raises(UnknownCampaignError, match="unknown campaign 'nope'.*'c'"):

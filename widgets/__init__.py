@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from widgets.adjudication import AdjudicationView
     from widgets.app import build_app
     from widgets.calibration_tab import CalibrationTab
     from widgets.comparison import ComparisonWidget
@@ -30,11 +31,12 @@ _LAZY = {
     "RolloutsTab": "widgets.rollouts_tab",
     "ComparisonWidget": "widgets.comparison",
     "LabelingTab": "widgets.labeling",
+    "AdjudicationView": "widgets.adjudication",
     "ReliabilityDiagram": "widgets.reliability_diagram",
     "CalibrationTab": "widgets.calibration_tab",
     "HexTab": "widgets.hex_tab",
 }
-__all__ = ["CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "ReliabilityDiagram",
+__all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "ReliabilityDiagram",
            "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor",
            "build_app"]  # = sorted(_LAZY)
 

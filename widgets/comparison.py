@@ -85,6 +85,9 @@ class ComparisonWidget(pn.viewable.Viewer):
     render_markdown = param.Boolean(default=None, allow_None=True, doc="""
         Render text as Markdown (raw HTML disabled); None: the campaign's meta["markdown"], else plain text.""")
 
+    last_label_id = param.Integer(default=None, allow_None=True, doc="""
+        Id of the label this widget stored last (None before the first answer); watch it to react to answers.""")
+
     def __init__(self, **params):
         super().__init__(**params)
         self.assignment = None              # the Assignment on screen

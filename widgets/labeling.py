@@ -31,6 +31,7 @@ from pathlib import Path
 import panel as pn
 import param
 
+from widgets.adjudication import AdjudicationView, suggestion_text
 from widgets.comparison import STORE_ERRORS, ComparisonWidget
 from workbench.episodes.clips import (
     DEFAULT_CLIP_LENGTH,
@@ -39,6 +40,7 @@ from workbench.episodes.clips import (
     sample_clip_pairs,
 )
 from workbench.preferences.labels import CAMPAIGN_KINDS, LabelStore, read_items_jsonl
+from workbench.preferences.labels.formats import detect_format, read_rows
 
 
 def _error(text: str) -> str:
@@ -82,6 +84,10 @@ class LabelingTab(pn.viewable.Viewer):
     disagreement_scorer = param.Callable(default=None, doc="""
         scorer(payloads) -> scores for strategy "disagreement" (e.g. ensemble_disagreement_scorer(...));
         None: load the reward model named in the form.""")
+    suggestion_model = param.Parameter(default=None, doc="""
+        A loaded reward model (workbench.preferences.reward.load_reward_model): after each answer (never before,
+        so it cannot anchor the labeler) the labeler sees its predicted preference and confidence; admins see
+        it in the adjudication view. None: no suggestions.""")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -109,22 +115,49 @@ class LabelingTab(pn.viewable.Viewer):
             identity = self.labeler_input
         self.comparison = ComparisonWidget(store=self.store, labeler=self.user or "")
         self.campaign_select.param.watch(lambda e: setattr(self.comparison, "campaign", e.new or ""), "value")
+        self.suggestion = pn.pane.HTML("", css_classes=["wb-suggestion"], sizing_mode="stretch_width")
+        self.comparison.param.watch(lambda e: self.show_suggestion(e.new), "last_label_id")
         label_view = pn.Column(pn.Row(self.campaign_select, identity, self.refresh_button), self.comparison,
-                               sizing_mode="stretch_width")
+                               self.suggestion, sizing_mode="stretch_width")
         if self.role == "labeler":
             self._layout = pn.Column(label_view, self.message, sizing_mode="stretch_width",
                                      css_classes=["wb-labeler-view"])
         else:
             self._build_admin()
+            self.adjudication = AdjudicationView(store=self.store, admin=self.user or "admin",
+                                                 reward_model=self.suggestion_model)
             self._layout = pn.Tabs(("Label", label_view), ("New campaign", self.create_view),
-                                   ("Statistics", self.stats_view), sizing_mode="stretch_width",
-                                   css_classes=["wb-admin-view"])
+                                   ("Statistics", self.stats_view), ("Adjudication", self.adjudication),
+                                   sizing_mode="stretch_width", css_classes=["wb-admin-view"])
         self.refresh_campaigns()
 
     # ---- labeling ------------------------------------------------------------------------------------
 
     def _set_labeler(self, name: str) -> None:
         self.comparison.labeler = (name or "").strip()
+
+    def suggestion_html(self, label_id: int | None) -> str:
+        """The reward model's view of the label just given (as shown: left / right), or "" when there is
+        no model, no answer yet, or the item is not a pair."""
+        if self.suggestion_model is None or label_id is None or not self.comparison.campaign:
+            return ""
+        from workbench.episodes.rollouts import RolloutStore
+        from workbench.preferences.reward.suggest import suggest
+
+        mine = [lab for lab in self.store.labels(self.comparison.campaign, labeler=self.comparison.labeler)
+                if lab.id == label_id]
+        if not mine or "a" not in mine[0].payload:
+            return ""
+        lab = mine[0]
+        [s] = suggest(self.suggestion_model, [lab.payload], rollout_store=RolloutStore(self.store.root))
+        left, right = ("right", "left") if lab.swapped else ("left", "right")
+        return f"<p>After your answer ({html.escape(lab.choice)}): {html.escape(suggestion_text(s, left, right))}</p>"
+
+    def show_suggestion(self, label_id: int | None) -> None:
+        try:
+            self.suggestion.object = self.suggestion_html(label_id)
+        except (ValueError, RuntimeError, *STORE_ERRORS) as e:
+            self.suggestion.object = _error(f"No model suggestion: {e}")
 
     def refresh_campaigns(self) -> None:
         try:
@@ -143,6 +176,7 @@ class LabelingTab(pn.viewable.Viewer):
             if self.stats_campaign.value not in names and names:
                 self.stats_campaign.value = names[0]
             self._refresh_episodes()
+            self.adjudication.refresh_campaigns()
 
     # ---- creating campaigns (admin) ---------------------------------------------------------------------
 
@@ -164,19 +198,24 @@ class LabelingTab(pn.viewable.Viewer):
         self.form_seed = pn.widgets.IntInput(label="Seed", value=0)
         self.create_rollouts_button = pn.widgets.Button(label="Create from rollouts", color="primary")
         self.create_rollouts_button.on_click(lambda _e: self._create_from_form())
-        self.form_file = pn.widgets.FileInput(accept=".jsonl,.json,.txt", multiple=False)
+        self.form_file = pn.widgets.FileInput(accept=".jsonl,.json,.txt,.gz,.parquet", multiple=False)
+        self.form_items_only = pn.widgets.Checkbox(label="Published data: items only (relabel them)")
         self.create_jsonl_button = pn.widgets.Button(label="Create from JSONL", color="primary")
         self.create_jsonl_button.on_click(lambda _e: self._create_from_file())
         common = pn.Column(pn.Row(self.form_name, self.form_kind, self.form_overlap),
                            pn.Row(self.form_graded, self.form_markdown, self.form_flags), self.form_guidelines,
+                           pn.Row(self.form_strategy, self.form_reward_model),
                            sizing_mode="stretch_width")
         rollouts = pn.Card(self.form_episodes, pn.Row(self.form_length, self.form_pairs, self.form_seed),
-                           pn.Row(self.form_strategy, self.form_reward_model), self.create_rollouts_button,
+                           self.create_rollouts_button,
                            title="Clip pairs from recorded rollouts", sizing_mode="stretch_width")
         jsonl = pn.Card(pn.pane.HTML("One item per line: <code>{\"prompt\", \"a\", \"b\", \"meta\"}</code> "
                                      "(text_pair) or <code>{\"prompt\", \"responses\": [...], \"meta\"}</code> "
-                                     "(ranking, 2 to 9 responses)."),
-                        self.form_file, self.create_jsonl_button, title="Text pairs or rankings from a JSONL file",
+                                     "(ranking, 2 to 9 responses); or published preference data as released "
+                                     "(TRL, HH-RLHF, WebGPT, summarize-from-feedback, rankings; see "
+                                     "docs/labels_schema.md), with its labels unless items only."),
+                        self.form_file, self.form_items_only, self.create_jsonl_button,
+                        title="Text pairs or rankings from a JSONL file",
                         sizing_mode="stretch_width")
         self.create_view = pn.Column(common, rollouts, jsonl, self.message, sizing_mode="stretch_width")
 
@@ -231,17 +270,32 @@ class LabelingTab(pn.viewable.Viewer):
             from workbench.preferences.reward import load_reward_model
         except ImportError as e:
             raise ValueError(f"reward models are not available in this workbench: {e}") from None
-        return ensemble_disagreement_scorer(load_reward_model(path), rollouts)
+        model = load_reward_model(path)
+        if model.kind == "text":
+            from workbench.preferences.reward.suggest import disagreement_scorer
+
+            return disagreement_scorer(model)
+        return ensemble_disagreement_scorer(model, rollouts)
 
     def create_from_jsonl(self, name: str, kind: str, data: bytes, *, filename: str = "upload.jsonl",
-                          **campaign_args) -> int:
-        """Create a text_pair / ranking campaign from JSONL bytes; a bad line is a ValueError naming it."""
+                          items_only: bool = False, strategy: str = "uniform", scorer=None,
+                          n_items: int | None = None, **campaign_args) -> int:
+        """Create a text_pair / ranking campaign from JSONL bytes; a bad line is a ValueError naming it.
+        A published preference file (TRL, HH-RLHF, WebGPT, summarize-from-feedback, rankings; detected
+        from its fields) brings its items and, unless ``items_only``, its labels
+        (:meth:`~workbench.preferences.labels.LabelStore.import_public`); its kind follows from the format.
+        ``strategy="disagreement"`` (text pairs): the ``n_items`` (default all) items a reward-model ensemble
+        disagrees on most, most first, so the queue hands them out first (Christiano et al. Sec. 2.2.4)."""
         if kind not in ("text_pair", "ranking"):
             raise ValueError(f"a JSONL file makes a text_pair or ranking campaign, not {kind!r}")
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "items.jsonl"
+            lower = filename.lower()  # only the suffix is kept: it says how to read the file
+            path = Path(tmp) / ("upload" + (".parquet" if lower.endswith(".parquet") else
+                                            ".jsonl.gz" if lower.endswith(".gz") else ".jsonl"))
             path.write_bytes(data)
             try:
+                if self._is_public(path):
+                    return self._import_public(name, path, filename, items_only, campaign_args)
                 payloads = read_items_jsonl(path, kind)
             except UnicodeDecodeError as e:
                 raise ValueError(f"{filename}: not UTF-8 text ({e.reason} at byte {e.start})") from None
@@ -249,7 +303,32 @@ class LabelingTab(pn.viewable.Viewer):
                 raise ValueError(str(e).replace(str(path), filename)) from None
         if not payloads:
             raise ValueError(f"{filename} has no items")
+        if strategy == "disagreement":
+            if kind != "text_pair":
+                raise ValueError('strategy "disagreement" orders pairs; a ranking file is taken as it is')
+            from workbench.preferences.reward.suggest import order_by_disagreement
+
+            scorer = scorer or self.disagreement_scorer or self._scorer_from_form(None)
+            payloads = order_by_disagreement(payloads, scorer, n_items)
         return self._create(name, kind, payloads, campaign_args)
+
+    @staticmethod
+    def _is_public(path: Path) -> bool:
+        rows = read_rows(path)
+        if not rows or set(rows[0][1]) <= {"prompt", "a", "b", "meta", "responses"}:
+            return False  # a workbench items file
+        detect_format(rows[0][1])  # neither: a ValueError naming the known formats
+        return True
+
+    def _import_public(self, name: str, path: Path, filename: str, items_only: bool, campaign_args: dict) -> int:
+        name = (name or "").strip()
+        if not name:
+            raise ValueError("give the campaign a name")
+        if name in {c.name for c in self.store.list_campaigns()}:
+            raise ValueError(f"a campaign named {name!r} already exists; choose another name")
+        report = self.store.import_public(path, name, items_only=items_only, **campaign_args)
+        self.refresh_campaigns()
+        return report["items"]
 
     def _create(self, name: str, kind: str, payloads: list[dict], campaign_args: dict) -> int:
         name = (name or "").strip()
@@ -280,7 +359,9 @@ class LabelingTab(pn.viewable.Viewer):
         kind = self.form_kind.value if self.form_kind.value != "clip_pair" else "text_pair"
         try:
             n = self.create_from_jsonl(self.form_name.value, kind, self.form_file.value,
-                                       filename=self.form_file.filename or "upload.jsonl", **self._campaign_args())
+                                       filename=self.form_file.filename or "upload.jsonl",
+                                       items_only=bool(self.form_items_only.value), strategy=self.form_strategy.value,
+                                       **self._campaign_args())
         except (ValueError, *STORE_ERRORS) as e:
             self.message.object = _error(f"Not created: {e}")
             return
@@ -300,6 +381,7 @@ class LabelingTab(pn.viewable.Viewer):
 
         progress = self.store.progress(campaign)
         report = campaign_agreement(self.store, campaign)
+        disputed = self.store.disagreements(campaign)
         out = [(f"<p>Items {progress['items']} · target {progress['target']} labels (items × overlap) · "
                 f"labeled {progress['labeled']} · in progress {progress['assigned']}</p>")]
         excluded = ", ".join(f"{k} {v}" for k, v in report.excluded.items())
@@ -310,7 +392,14 @@ class LabelingTab(pn.viewable.Viewer):
             ["Fleiss' kappa", (f"{_num(report.fleiss.kappa)} ({report.fleiss.units_used} units with "
                                f"{report.fleiss.n_raters} ratings; {report.fleiss.units_dropped} left out)")],
             ["agreement with the leave-one-out majority", _pct(report.majority_overall)],
+            ["Krippendorff's alpha (nominal)", _num(report.alpha_nominal)],
+            *([["graded scale: Krippendorff's alpha ordinal / interval",
+                f"{_num(report.graded.alpha_ordinal)} / {_num(report.graded.alpha_interval)}"],
+               ["graded scale: weighted kappa linear / quadratic",
+                " / ".join(_num(k) for k in report.graded.weighted_kappa)]] if report.graded else []),
             ["answers left out (can't tell / skip)", excluded or "none"],
+            ["items the labelers disagree on / adjudicated",
+             f"{len(disputed)} / {sum(d.adjudication is not None for d in disputed)}"],
         ]))
         rows = []
         for lab in report.labelers:

@@ -8,7 +8,8 @@
     workbench rollout --random coinrun --level-seeds 1,2,3      # no run needed
     workbench rollouts [--run RUN]
     workbench labels import ITEMS.jsonl --campaign NAME --kind text_pair|ranking [--overlap N]
-    workbench labels export CAMPAIGN --format jsonl|parquet --out PATH
+    workbench labels import PUBLIC.jsonl [--format trl|hh_rlhf|webgpt|summarize_from_feedback|ranking] [--items-only]
+    workbench labels export CAMPAIGN --format jsonl|parquet|trl-jsonl|trl-parquet --out PATH
     workbench labels stats CAMPAIGN
 
 The dashboard is served by `workbench-dashboard` (see widgets/app.py); this module stays headless.
@@ -21,7 +22,9 @@ import importlib
 import json
 import sys
 import time
+from pathlib import Path
 
+from workbench.preferences.labels.formats import ADAPTERS as PUBLIC_FORMATS
 from workbench.storage.durable import input_file, output_file
 
 # Each domain's subcommands live in their own module, workbench/cli/<domain>.py, with
@@ -143,9 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--kind", default=None, choices=("text_pair", "ranking", "clip_pair"))
     li.add_argument("--overlap", type=_positive_int, default=None, help="labelers per item (new campaign; default 1)")
     li.add_argument("--labels", action="store_true", help="FILE is a label export, not items")
-    le = lsub.add_parser("export", help="write a campaign's labels (one row per label, chosen/rejected + raw fields)")
+    li.add_argument("--format", default=None, choices=tuple(PUBLIC_FORMATS),
+                    help="a published preference format (default: detected from the fields; docs/labels_schema.md)")
+    li.add_argument("--items-only", action="store_true", help="public data: import the items without their labels")
+    li.add_argument("--labeler", default=None, help="public data: labeler name when the file names none")
+    le = lsub.add_parser("export", help="write a campaign's labels (one row per label, chosen/rejected + raw fields); "
+                                        "trl-*: prompt/chosen/rejected as TRL's RewardTrainer reads them")
     le.add_argument("campaign")
-    le.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"))
+    le.add_argument("--format", default="jsonl", choices=("jsonl", "parquet", "trl-jsonl", "trl-parquet"))
+    le.add_argument("--adjudicated", action="store_true", help="trl-*: one row per adjudicated item, not per label")
     le.add_argument("--out", required=True)
     ls = lsub.add_parser("stats", help="progress and agreement statistics of a campaign")
     ls.add_argument("campaign")
@@ -313,6 +322,14 @@ def cmd_labels(args) -> None:
     labels = LabelStore(args.store)
     if args.labels_command == "import" and args.labels:
         print(f"imported {labels.import_jsonl(args.file, campaign=args.campaign)} labels")
+    elif args.labels_command == "import" and (args.format or _is_public_file(args.file)):
+        if args.kind or args.labels:
+            raise ValueError("--kind is for workbench item files; a public format's kind follows from its fields")
+        name = args.campaign or Path(args.file).name.split(".")[0]
+        r = labels.import_public(args.file, name, fmt=args.format, items_only=args.items_only, labeler=args.labeler,
+                                 overlap=args.overlap or 1)
+        print(f"imported {r['rows']} {r['format']} rows into campaign {r['campaign']!r}: {r['items']} new items, "
+              f"{r['labels']} labels")
     elif args.labels_command == "import":
         if not args.campaign:
             raise ValueError("--campaign NAME is required to import items")
@@ -332,6 +349,10 @@ def cmd_labels(args) -> None:
             labels.create_campaign(args.campaign, kind, overlap=args.overlap or 1)
         ids = labels.add_items(args.campaign, payloads)
         print(f"added {len(ids)} items to campaign {args.campaign!r}")
+    elif args.labels_command == "export" and args.format.startswith("trl-"):
+        n = labels.export_trl(args.campaign, args.out, fmt=args.format[4:],
+                              labels="adjudicated" if args.adjudicated else "raw")
+        print(f"wrote {n} prompt/chosen/rejected rows to {args.out}")
     elif args.labels_command == "export":
         write = labels.export_parquet if args.format == "parquet" else labels.export_jsonl
         print(f"wrote {write(args.campaign, args.out)} labels to {args.out}")
@@ -343,6 +364,23 @@ def cmd_labels(args) -> None:
         print(f"campaign {camp.name!r} ({camp.kind}, overlap {camp.overlap}): {p['items']} items, "
               f"{p['labeled']} labels of a target {p['target']}, {p['assigned']} assigned now")
         print(campaign_agreement(labels, args.campaign).summary())
+        disputed = labels.disagreements(args.campaign)
+        print(f"items the labelers disagree on: {len(disputed)}, adjudicated: "
+              f"{sum(d.adjudication is not None for d in disputed)}")
+
+
+def _is_public_file(path) -> bool:
+    """Whether a file's first row is a published preference format rather than a workbench item file."""
+    from workbench.preferences.labels.formats import detect_format, read_rows
+
+    rows = read_rows(path)
+    if not rows or set(rows[0][1]) <= {"prompt", "a", "b", "meta", "responses"}:
+        return False
+    try:
+        detect_format(rows[0][1])
+    except ValueError:
+        return False
+    return True
 
 
 def cmd_reward(args, store) -> None:

@@ -1,5 +1,6 @@
-"""Inter-labeler agreement: pairwise agreement (WebGPT's half credit), Cohen's and Fleiss' kappa, and
-agreement with the (leave-one-out) majority, per labeler and overall.
+"""Inter-labeler agreement: pairwise agreement (WebGPT's half credit), Cohen's and Fleiss' kappa,
+Krippendorff's alpha (nominal; ordinal and interval on the graded scale), weighted kappa, and agreement
+with the (leave-one-out) majority, per labeler and overall.
 
 Agreement is how reward-model researchers tell whether labels carry signal: WebGPT (arXiv 2112.09332,
 Sec. 4 / App. C) reports about 73% labeler-labeler agreement, InstructGPT (arXiv 2203.02155, Sec. 3.4)
@@ -31,6 +32,17 @@ Conventions (exactly):
   different number of ratings are LEFT OUT (not padded, not subsampled): n defaults to the most common
   number of ratings among units with at least 2 (ties: the larger), and the report gives how many units
   were used and dropped. Exact matches only, no half credit (kappa's categories are nominal).
+* **Krippendorff's alpha** (Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability"): from the
+  coincidence matrix ``o_ck = sum_u (pairs of values c, k in unit u) / (m_u - 1)`` over the units with
+  m_u >= 2 values (so any number of labelers per unit), ``n_c = sum_k o_ck``, ``n = sum_c n_c``:
+  ``alpha = 1 - (n - 1) sum o_ck d_ck / sum n_c n_k d_ck``, with ``d_ck`` = 0/1 (nominal), ``(c - k)^2``
+  (interval) or ``(sum_{g from c to k} n_g - (n_c + n_k) / 2)^2`` over the sorted values (ordinal). NaN when
+  no unit has two values or only one value occurs. Equals the ``krippendorff`` package.
+* **Weighted kappa** (Cohen 1968) for the graded scale, two labelers: ``1 - sum w_ij O_ij / sum w_ij E_ij``
+  with O the joint table of the categories, E the product of the marginals (same total), and
+  ``w_ij = |i - j|`` (linear) or ``(i - j)^2`` (quadratic) of the category INDICES in ``categories``
+  (default: the sorted values seen; pass the full scale -3..3 to weight by scale steps). Equals
+  ``sklearn.metrics.cohen_kappa_score(weights=...)`` given the same ``labels``.
 * **Agreement with the majority** (leave one out): for labeler L's answer on a unit, the majority is the
   most frequent answer of the OTHER labelers on that unit; units with no other labeler or a tie for the
   most frequent answer are left out. Scored with the same half-credit rule as pairwise agreement.
@@ -174,6 +186,64 @@ def fleiss_kappa_from_records(records: Iterable[Record], *, n_raters: int | None
     return FleissResult(fleiss_kappa(table), n_raters, len(used), len(units) - len(used), categories)
 
 
+ALPHA_LEVELS = ("nominal", "ordinal", "interval")
+
+
+def krippendorff_alpha(records: Iterable[Record], level: str = "nominal") -> float:
+    """Krippendorff's alpha of ``(unit, labeler, value)`` records at ``level`` (module docstring)."""
+    if level not in ALPHA_LEVELS:
+        raise ValueError(f"level must be one of {ALPHA_LEVELS}, got {level!r}")
+    units = [list(a.values()) for a in _by_unit(records).values() if len(a) >= 2]
+    values = sorted({v for u in units for v in u}, key=(repr if level == "nominal" else float))
+    if len(values) < 2:
+        return math.nan
+    index = {v: i for i, v in enumerate(values)}
+    o = np.zeros((len(values), len(values)))
+    for u in units:
+        counts = np.bincount([index[v] for v in u], minlength=len(values)).astype(np.float64)
+        o += (np.outer(counts, counts) - np.diag(counts)) / (len(u) - 1)  # ordered pairs of distinct raters
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    if level == "nominal":
+        d = 1.0 - np.eye(len(values))
+    elif level == "interval":
+        x = np.asarray(values, dtype=np.float64)
+        d = (x[:, None] - x[None, :]) ** 2
+    else:
+        cum = np.concatenate([[0.0], np.cumsum(n_c)])
+        lo = np.minimum.outer(np.arange(len(values)), np.arange(len(values)))
+        hi = np.maximum.outer(np.arange(len(values)), np.arange(len(values)))
+        d = (cum[hi + 1] - cum[lo] - (n_c[:, None] + n_c[None, :]) / 2) ** 2
+    expected = float((np.outer(n_c, n_c) * d).sum())
+    if expected == 0:
+        return math.nan
+    return float(1.0 - (n - 1) * (o * d).sum() / expected)
+
+
+def weighted_kappa(ratings_1: Sequence[Hashable], ratings_2: Sequence[Hashable], weights: str = "quadratic",
+                   categories: Sequence[Hashable] | None = None) -> float:
+    """Cohen's weighted kappa of two raters on the same units (module docstring); NaN if undefined."""
+    if weights not in ("linear", "quadratic"):
+        raise ValueError(f"weights must be 'linear' or 'quadratic', got {weights!r}")
+    if len(ratings_1) != len(ratings_2):
+        raise ValueError(f"the two raters must rate the same units: got {len(ratings_1)} and {len(ratings_2)} answers")
+    if not ratings_1:
+        return math.nan
+    cats = list(categories) if categories is not None else sorted(set(ratings_1) | set(ratings_2))
+    index = {c: i for i, c in enumerate(cats)}
+    missing = (set(ratings_1) | set(ratings_2)) - set(index)
+    if missing:
+        raise ValueError(f"ratings {sorted(missing, key=repr)} are not among the categories {cats}")
+    observed = np.zeros((len(cats), len(cats)))
+    for x, y in zip(ratings_1, ratings_2):
+        observed[index[x], index[y]] += 1
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    steps = np.abs(np.subtract.outer(np.arange(len(cats)), np.arange(len(cats)))).astype(np.float64)
+    w = steps if weights == "linear" else steps ** 2
+    denominator = float((w * expected).sum())
+    return math.nan if denominator == 0 else float(1.0 - (w * observed).sum() / denominator)
+
+
 def majority_agreement(records: Iterable[Record], *, neutral: Hashable = NEUTRAL) -> dict[str, tuple[float, int]]:
     """labeler -> (mean half-credit agreement with the leave-one-out majority, units scored)."""
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
@@ -191,6 +261,43 @@ def majority_agreement(records: Iterable[Record], *, neutral: Hashable = NEUTRAL
 
 
 @dataclass(frozen=True)
+class GradedAgreement:
+    """Agreement on the graded scale (canonical -3..3) of the labels that have one."""
+
+    n_labels: int
+    alpha_ordinal: float
+    alpha_interval: float
+    weighted_kappa_by_pair: dict[tuple[str, str], tuple[float, float, int]]  # -> (linear, quadratic, shared)
+
+    @property
+    def weighted_kappa(self) -> tuple[float, float]:
+        """(linear, quadratic) weighted kappa averaged over labeler pairs, weighted by shared units."""
+        pairs = [(lin, quad, n) for lin, quad, n in self.weighted_kappa_by_pair.values()
+                 if not (math.isnan(lin) or math.isnan(quad))]
+        total = sum(n for *_, n in pairs)
+        if not total:
+            return math.nan, math.nan
+        return (sum(lin * n for lin, _, n in pairs) / total, sum(q * n for _, q, n in pairs) / total)
+
+
+def graded_agreement(records: Iterable[Record], scale: Sequence[int] = tuple(range(-3, 4))) -> GradedAgreement:
+    """Krippendorff's alpha (ordinal, interval) and weighted kappa per labeler pair of graded answers."""
+    records = list(records)
+    by_labeler: dict[str, dict[Hashable, int]] = defaultdict(dict)
+    for unit, labeler, value in records:
+        by_labeler[labeler][unit] = value
+    pairs = {}
+    for l1, l2 in combinations(sorted(by_labeler), 2):
+        shared = sorted(set(by_labeler[l1]) & set(by_labeler[l2]), key=repr)
+        if shared:
+            x, y = [by_labeler[l1][u] for u in shared], [by_labeler[l2][u] for u in shared]
+            pairs[(l1, l2)] = (weighted_kappa(x, y, "linear", scale), weighted_kappa(x, y, "quadratic", scale),
+                               len(shared))
+    return GradedAgreement(len(records), krippendorff_alpha(records, "ordinal"),
+                           krippendorff_alpha(records, "interval"), pairs)
+
+
+@dataclass(frozen=True)
 class AgreementReport:
     n_units: int
     n_labels: int
@@ -203,6 +310,8 @@ class AgreementReport:
     majority_by_labeler: dict[str, tuple[float, int]]
     majority_overall: float  # over every scored (labeler, unit)
     excluded: dict[str, int] = field(default_factory=dict)  # answers left out, e.g. {"cant_tell": 3, "skip": 1}
+    alpha_nominal: float = math.nan  # Krippendorff's alpha of the answers (any number of labelers per unit)
+    graded: GradedAgreement | None = None  # graded-scale campaigns: agreement on the 7-point scale
 
     def summary(self) -> str:
         """A plain-text table for the CLI."""
@@ -223,6 +332,14 @@ class AgreementReport:
             f"Fleiss' kappa: {num(self.fleiss.kappa)} over {self.fleiss.units_used} units with "
             f"{self.fleiss.n_raters} ratings each ({self.fleiss.units_dropped} units with another count left out)",
             f"agreement with the leave-one-out majority: {pct(self.majority_overall)}",
+            f"Krippendorff's alpha (nominal, any number of labelers per unit): {num(self.alpha_nominal)}",
+        ]
+        if self.graded is not None:
+            lin, quad = self.graded.weighted_kappa
+            lines.append(f"graded scale ({self.graded.n_labels} labels): Krippendorff's alpha ordinal "
+                         f"{num(self.graded.alpha_ordinal)}, interval {num(self.graded.alpha_interval)}; "
+                         f"weighted kappa linear {num(lin)}, quadratic {num(quad)}")
+        lines += [
             "",
             f"{'labeler':24} {'labels':>7} {'pairwise':>9} {'kappa':>7} {'majority':>9}",
         ]
@@ -236,7 +353,8 @@ class AgreementReport:
 
 def agreement_report(records: Iterable[Record], *, neutral: Hashable = NEUTRAL, min_shared: int = 2,
                      categories: Sequence[Hashable] | None = None,
-                     excluded: dict[str, int] | None = None) -> AgreementReport:
+                     excluded: dict[str, int] | None = None,
+                     graded: GradedAgreement | None = None) -> AgreementReport:
     """Every statistic of the module docstring from ``(unit, labeler, answer)`` records."""
     records = list(records)
     units = _by_unit(records)
@@ -268,6 +386,8 @@ def agreement_report(records: Iterable[Record], *, neutral: Hashable = NEUTRAL, 
         majority_by_labeler=majority,
         majority_overall=sum(v * n for v, n in majority.values()) / scored if scored else math.nan,
         excluded=dict(excluded or {}),
+        alpha_nominal=krippendorff_alpha(records, "nominal"),
+        graded=graded,
     )
 
 
@@ -291,4 +411,8 @@ def campaign_records(store, campaign: str, *, source: str | None = None) -> tupl
 def campaign_agreement(store, campaign: str, *, source: str | None = None, min_shared: int = 2) -> AgreementReport:
     """The agreement report of a label campaign (a :class:`workbench.preferences.labels.LabelStore` campaign)."""
     records, excluded = campaign_records(store, campaign, source=source)
-    return agreement_report(records, min_shared=min_shared, categories=PAIR_ANSWERS, excluded=excluded)
+    graded = None
+    if store.get_campaign(campaign).graded_scale:
+        graded = graded_agreement([(lab.item_id, lab.labeler, lab.scale)
+                                   for lab in store.labels(campaign, source=source) if lab.scale is not None])
+    return agreement_report(records, min_shared=min_shared, categories=PAIR_ANSWERS, excluded=excluded, graded=graded)

@@ -72,9 +72,17 @@ transactions queue first-come-first-served on a lock per database file (SQLite's
 with sleeps of up to 100 ms and is not fair), across processes SQLite's lock applies (``busy_timeout`` 30 s).
 
 Export / import: :meth:`~LabelStore.export_jsonl`, :meth:`~LabelStore.export_parquet` and
-:meth:`~LabelStore.import_jsonl`, in the schema documented in ``docs/labels_schema.md``.
+:meth:`~LabelStore.import_jsonl`, in the schema documented in ``docs/labels_schema.md``. Published
+preference datasets (TRL, HH-RLHF, WebGPT, summarize-from-feedback, rankings) come in through
+:meth:`~LabelStore.import_public` (adapters in :mod:`~workbench.preferences.labels.formats`) and go out in
+TRL's ``prompt``/``chosen``/``rejected`` form through :meth:`~LabelStore.export_trl`.
+
+Adjudication (schema version 2): :meth:`~LabelStore.disagreements` lists the items whose labelers disagree
+and :meth:`~LabelStore.adjudicate` stores an admin's resolution in its own table, never touching the raw
+labels; exports carry it beside them (:mod:`~workbench.preferences.labels.adjudication`).
 """
 
+from workbench.preferences.labels.adjudication import Adjudication, Disagreement
 from workbench.preferences.labels.connection import DB_FILENAME
 from workbench.preferences.labels.records import (
     CAMPAIGN_KINDS,
@@ -103,7 +111,7 @@ from workbench.preferences.labels.validation import (
 
 __all__ = [
     "CAMPAIGN_KINDS", "CHOICES", "DB_FILENAME", "EXPORT_SCHEMA_VERSION", "GRADED_SCALE", "MAX_RANKING_K",
-    "MIN_RANKING_K", "PREFERRED", "RANKED", "SCHEMA_VERSION", "Assignment", "AssignmentExpiredError", "Campaign",
-    "Comparison", "Label", "LabelStore", "Ranking", "UnknownCampaignError", "check_source", "read_items_jsonl",
-    "validate_payload",
+    "MIN_RANKING_K", "PREFERRED", "RANKED", "SCHEMA_VERSION", "Adjudication", "Assignment", "AssignmentExpiredError",
+    "Campaign", "Comparison", "Disagreement", "Label", "LabelStore", "Ranking", "UnknownCampaignError", "check_source",
+    "read_items_jsonl", "validate_payload",
 ]

@@ -76,6 +76,21 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE UNIQUE INDEX IF NOT EXISTS labels_one_per_labeler ON labels(item_id, labeler) WHERE undone_at IS NULL;
 CREATE INDEX IF NOT EXISTS labels_campaign ON labels(campaign, id);
 CREATE INDEX IF NOT EXISTS labels_campaign_labeler ON labels(campaign, labeler, id);
+-- version 2: an admin's resolution of an item the labelers disagree on (the labels it resolves stay untouched).
+CREATE TABLE IF NOT EXISTS adjudications (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign      TEXT NOT NULL REFERENCES campaigns(name) ON DELETE CASCADE,
+    item_id       INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    admin         TEXT NOT NULL,
+    preferred     TEXT NOT NULL CHECK (preferred IN ('a', 'b', 'equal', 'ranked')),
+    scale         INTEGER CHECK (scale BETWEEN -3 AND 3),  -- canonical: negative = a better
+    ranking       TEXT,                              -- JSON list of canonical indices, best first
+    comment       TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    superseded_at REAL                               -- set when the item is adjudicated again (row kept)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS adjudications_current ON adjudications(item_id) WHERE superseded_at IS NULL;
+CREATE INDEX IF NOT EXISTS adjudications_campaign ON adjudications(campaign, item_id);
 """
 
 _LABEL_COLUMNS = """

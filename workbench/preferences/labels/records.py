@@ -14,11 +14,11 @@ PREFERRED = ("a", "b", "equal", "cant_tell", "skip")  # canonical answers of a p
 GRADED_SCALE = ("A much better", "A better", "A slightly better", "Equal",
                 "B slightly better", "B better", "B much better")  # WebGPT; stored as int -3..3
 MIN_RANKING_K, MAX_RANKING_K = 2, 9  # InstructGPT ranks 4..9; 2..9 accepted
-SOURCE_PATTERN = re.compile(r"^(human|synthetic:\S.*)$")
+SOURCE_PATTERN = re.compile(r"^(human|synthetic:\S.*|imported:\S.*)$")  # imported: published data
 MAX_NAME_CHARS = 200
 MAX_COMMENT_CHARS = 20_000
-SCHEMA_VERSION = 1
-EXPORT_SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the adjudications table
+EXPORT_SCHEMA_VERSION = 2  # 2: the "adjudication" column
 
 
 class UnknownCampaignError(ValueError):

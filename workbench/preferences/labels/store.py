@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from workbench.preferences.labels.adjudication import Adjudicating
 from workbench.preferences.labels.campaigns import CampaignsAndItems
 from workbench.preferences.labels.connection import StoreConnection
+from workbench.preferences.labels.public import PublicData
 from workbench.preferences.labels.queue import AssignmentQueue
 from workbench.preferences.labels.reading import LabelReading
 from workbench.preferences.labels.transfer import ExportImport
 
 
-class LabelStore(CampaignsAndItems, AssignmentQueue, LabelReading, ExportImport, StoreConnection):
+class LabelStore(CampaignsAndItems, AssignmentQueue, LabelReading, ExportImport, PublicData, Adjudicating,
+                 StoreConnection):
     """Campaigns, items, assignments and labels in ``<root>/labels.sqlite`` (see the package docstring)."""

@@ -45,6 +45,7 @@ class ExportImport:
         """One dict per live label in the export schema (docs/labels_schema.md), oldest first."""
         camp = self.get_campaign(campaign)
         config = self._campaign_config(camp)
+        adjudicated = self.adjudications(campaign)
         rows = []
         for lab in self.labels(campaign):
             chosen, rejected = lab.chosen_rejected()
@@ -57,6 +58,7 @@ class ExportImport:
                 "scale": lab.scale, "ranking_shown": lab.ranking_shown, "ranking": lab.ranking,
                 "flags": list(lab.flags), "comment": lab.comment, "started_at": lab.started_at,
                 "submitted_at": lab.submitted_at, "seconds": lab.seconds, "campaign_config": config,
+                "adjudication": adj.as_dict() if (adj := adjudicated.get(lab.item_id)) else None,
             })
         return rows
 
@@ -90,10 +92,11 @@ class ExportImport:
             ("scale_shown", pa.int64()), ("scale", pa.int64()), ("ranking_shown", pa.list_(pa.int64())),
             ("ranking", pa.list_(pa.int64())), ("flags", pa.list_(pa.string())), ("comment", pa.string()),
             ("started_at", pa.float64()), ("submitted_at", pa.float64()), ("seconds", pa.float64()),
-            ("campaign_config", pa.string()),
+            ("campaign_config", pa.string()), ("adjudication", pa.string()),
         ])
         flat = [dict(r, item=json.dumps(r["item"], ensure_ascii=False, sort_keys=True),
-                     campaign_config=json.dumps(r["campaign_config"], ensure_ascii=False, sort_keys=True))
+                     campaign_config=json.dumps(r["campaign_config"], ensure_ascii=False, sort_keys=True),
+                     adjudication=None if r["adjudication"] is None else json.dumps(r["adjudication"], sort_keys=True))
                 for r in rows]
         table = pa.Table.from_pylist(flat, schema=schema)
         atomic_write(Path(path), lambda f: pq.write_table(table, f))

@@ -132,7 +132,8 @@ def _payload_json(payload: dict) -> str:
 
 def check_source(source: Any) -> str:
     if not isinstance(source, str) or not SOURCE_PATTERN.match(source) or len(source) > MAX_NAME_CHARS:
-        raise ValueError(f"source must be 'human' or 'synthetic:<name>' (e.g. 'synthetic:gold_reward'), got {source!r}")
+        raise ValueError(f"source must be 'human' or 'synthetic:<name>' (e.g. 'synthetic:gold_reward'), "
+                         f"or 'imported:<format>' for published data, got {source!r}")
     return source
 
 
