@@ -1,0 +1,95 @@
+"""The CPU-scale reward-model overoptimization study (Gao, Schulman, Hilton 2022, arXiv 2210.10760) on the
+colour_choice toy task, and the deliberately flawed proxy that shows the rise and fall.
+
+    python benchmarks/overoptimization_study.py            # about 15-25 minutes on 2 CPU cores
+    python benchmarks/overoptimization_study.py --tiny     # a smoke run of the same code (a minute)
+
+Prints: the machine; the flawed-proxy best-of-n curve and its fit; then for the learned proxies (3 sizes,
+3 label counts, 2 seeds; gold = the env reward; best-of-n with N = 2048 per prompt, n up to 1024; RL with
+KL coefficients 0, 0.02, 0.1 at the largest label count) per proxy size alpha and beta with 95% bootstrap
+intervals, d* and the gold at the peak, the coefficient trends, the KL-penalty comparison and the ensemble
+variants. The tables are those of docs/overoptimization.md. Wall time is printed (the work itself is not a
+GEMM-bound kernel, so no fraction of peak is claimed for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from machine import machine_report  # noqa: E402
+
+from workbench.preferences.best_of_n import best_of_n_estimates, kl_best_of_n  # noqa: E402
+from workbench.studies import overoptimization_report as report  # noqa: E402
+from workbench.studies.overoptimization import OveroptimizationStudy, run_study  # noqa: E402
+from workbench.studies.overoptimization_data import colour_step_reward, sample_responses  # noqa: E402
+from workbench.studies.overoptimization_fits import bon_grid, fit_curve  # noqa: E402
+
+FULL = dict(name="cpu-study", proxy_sizes=[[0.0625, 8], [0.125, 32], [0.25, 64]], label_counts=[64, 256, 1024],
+            seeds=[0, 1], members=3, rm_steps=150, prompts=4, bon_samples=2048, bon_n_max=1024,
+            rl_kl_coefs=[0.0, 0.02, 0.1], rl_variants=["single"], rl_label_counts=[1024], rl_iterations=16,
+            bootstrap=1000)
+TINY = dict(FULL, name="tiny", proxy_sizes=[[0.0625, 8], [0.125, 16]], label_counts=[16, 64], seeds=[0],
+            heldout_pairs=32, members=2, rm_steps=20, prompts=2, bon_samples=128, bon_n_max=64, rl_kl_coefs=[0.0, 0.1],
+            rl_label_counts=[64], rl_iterations=4, rl_num_envs=8, rl_num_steps=16, bootstrap=200)
+
+
+def flawed_proxy(study: OveroptimizationStudy) -> None:
+    """Best-of-n against proxy = red + 1.5 green per frame, gold = red (colour_choice's reward)."""
+    proxy, gold = colour_step_reward([1, 1.5, 0, 0]), colour_step_reward([1, 0, 0, 0])
+    grid = bon_grid(study.bon_n_max)
+    d = np.sqrt(kl_best_of_n(grid))
+    rows_gold, rows_proxy = [], []
+    for p in range(study.prompts):
+        s = sample_responses(None, study, study.bon_samples, seed=p, scorers={"proxy": lambda f: proxy(f)[None].numpy()})
+        g, r = best_of_n_estimates(s["proxy"][0], s["env"])[0, grid - 1], best_of_n_estimates(s["proxy"][0])[0, grid - 1]
+        rows_gold.append(g - g[0])
+        rows_proxy.append(r - r[0])
+    fit = fit_curve("bon", [d] * len(rows_gold), rows_gold, n_resamples=study.bootstrap)
+    print("\n## Deliberately flawed proxy (red + 1.5 green), best-of-n, uniform pi_init")
+    print("| n | d | gold (shifted) | proxy (shifted) |\n|---|---|---|---|")
+    for n, dd, g, r in zip(grid, d, np.mean(rows_gold, 0), np.mean(rows_proxy, 0)):
+        print(f"| {n} | {dd:.2f} | {g:+.3f} | {r:+.3f} |")
+    print(f"fit R_bon: alpha {fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}], beta {fit.beta:.3f} "
+          f"[{fit.beta_ci[0]:.3f}, {fit.beta_ci[1]:.3f}], d* {fit.d_star:.2f} [{fit.d_star_ci[0]:.2f}, "
+          f"{fit.d_star_ci[1]:.2f}], gold at d* {fit.gold_star:.3f}; measured peak at d {fit.empirical_peak_d:.2f} "
+          f"gold {fit.empirical_peak_gold:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--store", default=None, help="run store root (default: a temporary directory)")
+    args = parser.parse_args()
+    machine_report()
+    torch.set_num_threads(1)
+    settings = TINY if args.tiny else FULL
+    study = OveroptimizationStudy.from_dict(settings)
+    t0 = time.perf_counter()
+    flawed_proxy(study)
+    root = args.store or tempfile.mkdtemp(prefix="overopt-")
+    summary = run_study(study, root, progress=lambda m: print(f"[{time.perf_counter() - t0:6.0f} s] {m}", flush=True))
+    print(f"\nstore: {root}\n\n## Learned proxies, single member (alpha, beta: 95% bootstrap intervals)")
+    print(report.proxy_table(summary, "single"))
+    print("\n## Coefficient trends (single member)")
+    print(report.trend_table(summary, "single"))
+    print("\n## KL penalty")
+    print(report.kl_table(summary))
+    print("\n## Ensembles as mitigation (best-of-n; same training, 3 members)")
+    print(report.ensemble_table(summary))
+    print("\n## Ensemble variants: fits")
+    for variant in ("mean", "min"):
+        print(f"\n### {variant}\n" + report.proxy_table(summary, variant))
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
