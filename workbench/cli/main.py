@@ -25,7 +25,7 @@ import time
 # Each domain's subcommands live in their own module, workbench/cli/<domain>.py, with
 # `add_parsers(sub)` (adds its subparsers, each with set_defaults(handler=...)) and handlers
 # `handler(args, store) -> int | None`. Adding a domain's commands is one line here.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("studies",)
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")  # = workbench.registry.ALGOS (checked by a test)
 RM_ALGOS = ("ppo-rm", "ppg-rm")  # = registry.RM_ALGOS: against a reward model, e.g. --set reward_model=PATH
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     rwt.add_argument("--name", default=None)
     rwt.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                      help="override any RewardConfig field (JSON values), e.g. --set equal=drop --set noise_floor=false")
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"workbench.cli.{module}").add_parsers(sub)
     return parser
 
 
