@@ -1,12 +1,12 @@
 """The CPU-scale reward-model overoptimization study (Gao, Schulman, Hilton 2022, arXiv 2210.10760) on the
 colour_choice toy task, and the deliberately flawed proxy that shows the rise and fall.
 
-    python benchmarks/overoptimization_study.py            # about 15-25 minutes on 2 CPU cores
+    python benchmarks/overoptimization_study.py            # about 10-20 minutes on 2 CPU cores
     python benchmarks/overoptimization_study.py --tiny     # a smoke run of the same code (a minute)
 
 Prints: the machine; the flawed-proxy best-of-n curve and its fit; then for the learned proxies (3 sizes,
-3 label counts, 2 seeds; gold = the env reward; best-of-n with N = 2048 per prompt, n up to 1024; RL with
-KL coefficients 0, 0.02, 0.1 at the largest label count) per proxy size alpha and beta with 95% bootstrap
+3 label counts, 1 seed; gold = the env reward; best-of-n with N = 1536 per prompt, n up to 1024; RL with
+KL coefficients 0, 0.02, 0.1 at the smallest label count) per proxy size alpha and beta with 95% bootstrap
 intervals, d* and the gold at the peak, the coefficient trends, the KL-penalty comparison and the ensemble
 variants. The tables are those of docs/overoptimization.md. Wall time is printed (the work itself is not a
 GEMM-bound kernel, so no fraction of peak is claimed for it).
@@ -23,28 +23,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from machine import machine_report  # noqa: E402
+import numpy as np
+import torch
+from machine import machine_report
 
-from workbench.preferences.best_of_n import best_of_n_estimates, kl_best_of_n  # noqa: E402
-from workbench.studies import overoptimization_report as report  # noqa: E402
-from workbench.studies.overoptimization import OveroptimizationStudy, run_study  # noqa: E402
-from workbench.studies.overoptimization_data import colour_step_reward, sample_responses  # noqa: E402
-from workbench.studies.overoptimization_fits import bon_grid, fit_curve  # noqa: E402
+from workbench.preferences.best_of_n import best_of_n_estimates, kl_best_of_n
+from workbench.studies import overoptimization_report as report
+from workbench.studies.overoptimization import OveroptimizationStudy, run_study
+from workbench.studies.overoptimization_data import colour_step_reward, sample_responses
+from workbench.studies.overoptimization_fits import bon_grid, fit_curve
 
-FULL = dict(name="cpu-study", proxy_sizes=[[0.0625, 8], [0.125, 32], [0.25, 64]], label_counts=[64, 256, 1024],
-            seeds=[0, 1], members=3, rm_steps=150, prompts=4, bon_samples=2048, bon_n_max=1024,
-            rl_kl_coefs=[0.0, 0.02, 0.1], rl_variants=["single"], rl_label_counts=[1024], rl_iterations=16,
-            bootstrap=1000)
-TINY = dict(FULL, name="tiny", proxy_sizes=[[0.0625, 8], [0.125, 16]], label_counts=[16, 64], seeds=[0],
-            heldout_pairs=32, members=2, rm_steps=20, prompts=2, bon_samples=128, bon_n_max=64, rl_kl_coefs=[0.0, 0.1],
-            rl_label_counts=[64], rl_iterations=4, rl_num_envs=8, rl_num_steps=16, bootstrap=200)
+FULL = {"name": "cpu-study", "proxy_sizes": [[0.0625, 8], [0.125, 32], [0.25, 64]], "label_counts": [8, 32, 128],
+        "seeds": [0], "members": 3, "rm_steps": 60, "prompts": 3, "bon_samples": 1536, "bon_n_max": 1024,
+        "rl_kl_coefs": [0.0, 0.02, 0.1], "rl_variants": ["single"], "rl_label_counts": [8], "rl_iterations": 16,
+        "bootstrap": 1000}
+TINY = {**FULL, "name": "tiny", "proxy_sizes": [[0.0625, 8], [0.125, 16]], "label_counts": [16, 64],
+        "heldout_pairs": 32, "members": 2, "rm_steps": 20, "prompts": 2, "bon_samples": 128, "bon_n_max": 64,
+        "rl_kl_coefs": [0.0, 0.1], "rl_label_counts": [64], "rl_iterations": 4, "rl_num_envs": 8, "rl_num_steps": 16,
+        "bootstrap": 200}
 
 
 def flawed_proxy(study: OveroptimizationStudy) -> None:
     """Best-of-n against proxy = red + 1.5 green per frame, gold = red (colour_choice's reward)."""
-    proxy, gold = colour_step_reward([1, 1.5, 0, 0]), colour_step_reward([1, 0, 0, 0])
+    proxy = colour_step_reward([1, 1.5, 0, 0])  # the env reward (red frames) is the gold
     grid = bon_grid(study.bon_n_max)
     d = np.sqrt(kl_best_of_n(grid))
     rows_gold, rows_proxy = [], []

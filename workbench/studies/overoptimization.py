@@ -317,18 +317,35 @@ def run_point(study: OveroptimizationStudy, point: dict, store_root=None, *, nam
     return run
 
 
-def job(point: dict, store_root: str, name: str) -> str:
-    """The sweep machinery's job: `point` holds the grid point and the study settings (``study``: a dict of
-    OveroptimizationStudy settings); returns the run id."""
-    point = dict(point)
-    study = OveroptimizationStudy.from_dict(dict(point.pop("study", {})))
-    keys = ("proxy_width", "proxy_hidden", "labels", "seed")
-    missing = [k for k in keys if k not in point]
+POINT_KEYS = ("proxy_width", "proxy_hidden", "labels", "seed")
+
+
+def job_settings(settings: dict) -> tuple[OveroptimizationStudy, dict]:
+    """Split a sweep point's settings (``algo``, ``distribution_mode``, base and axis values) into the study
+    settings and the grid point (``proxy_width``, ``proxy_hidden``, ``labels``, ``seed``)."""
+    values = {k: v for k, v in settings.items() if k not in ("algo", "kind")}
+    missing = [k for k in POINT_KEYS if k not in values]
     if missing:
-        raise ValueError(f"an overoptimization point needs {keys}; missing {missing}")
-    grid = {"proxy_width": float(point["proxy_width"]), "proxy_hidden": int(point["proxy_hidden"]),
-            "labels": int(point["labels"]), "seed": int(point["seed"])}
-    return run_point(study, grid, store_root, name=name)
+        raise ValueError(f"an overoptimization point needs {POINT_KEYS} (as axes or base settings); missing {missing}")
+    point = {"proxy_width": float(values.pop("proxy_width")), "proxy_hidden": int(values.pop("proxy_hidden")),
+             "labels": int(values.pop("labels")), "seed": int(values.pop("seed"))}
+    values.setdefault("proxy_sizes", [[point["proxy_width"], point["proxy_hidden"]]])
+    values.setdefault("label_counts", [point["labels"]])
+    values.setdefault("seeds", [point["seed"]])
+    study = OveroptimizationStudy.from_dict(values)
+    if point["labels"] > max(study.label_counts):
+        raise ValueError(f"labels {point['labels']} exceeds the study's largest label count {max(study.label_counts)}")
+    return study, point
+
+
+def job(settings: dict, store_root: str, name: str) -> str:
+    """The sweep machinery's ``overoptimization`` job kind (workbench.studies.spec): one grid point; a point
+    that already finished in the store is returned, not rerun. Returns the point's run id."""
+    study, point = job_settings(settings)
+    return run_point(study, point, store_root, name=name)
+
+
+job.validate = job_settings
 
 
 def load_records(study_name: str, store_root=None) -> list[dict]:
@@ -357,3 +374,12 @@ def run_study(study: OveroptimizationStudy, store_root=None, *, progress=print) 
     summary["settings"] = dataclasses.asdict(study)
     write_json(results_dir(store_root) / f"{study.name}.json", summary)
     return summary
+
+
+def _register() -> None:
+    from workbench.studies.spec import register_job_kind
+
+    register_job_kind("overoptimization", job)
+
+
+_register()
