@@ -97,8 +97,9 @@ def test_flawed_proxy_gold_rises_then_falls_while_the_proxy_keeps_rising():
 
 
 TINY = {"name": "tiny", "proxy_sizes": [[0.0625, 8], [0.125, 16]], "label_counts": [16, 48], "heldout_pairs": 24,
-            "members": 2, "rm_steps": 8, "prompts": 2, "bon_samples": 48, "bon_n_max": 32, "rl_kl_coefs": [0.0, 0.1],
-            "rl_label_counts": [48], "rl_iterations": 3, "rl_num_envs": 4, "rl_num_steps": 16, "bootstrap": 100}
+        "members": 2, "rm_steps": 8, "prompts": 2, "bon_samples": 48, "bon_n_max": 32, "rl_kl_coefs": [0.0, 0.1],
+        "rl_label_counts": [48], "rl_iterations": 3, "rl_num_envs": 4, "rl_num_steps": 16,
+        "rl_update_epochs": 1, "rl_num_minibatches": 1, "bootstrap": 100}
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +149,24 @@ def test_bad_settings_are_clear_errors():
     study, point = job_settings({"algo": None, "proxy_width": 0.25, "proxy_hidden": 16, "labels": 32, "seed": 1,
                                  "env": "colour_choice"})
     assert point == {"proxy_width": 0.25, "proxy_hidden": 16, "labels": 32, "seed": 1} and study.label_counts == [32]
+
+
+@pytest.mark.slow
+def test_view_draws_curves_fits_and_coefficients(tiny_study):
+    from widgets.overoptimization_view import OveroptimizationView
+    from workbench.studies.overoptimization_report import list_studies
+
+    root, _summary = tiny_study
+    assert list_studies(root) == ["tiny"]
+    view = OveroptimizationView(store_root=root)
+    assert view.study == "tiny" and view.labels == 48
+    names = [t.name or "" for t in view._curves.object.data]
+    assert sum(n.endswith("params") for n in names) == 2 and any(n.endswith("fit") for n in names)
+    assert any("kl 0.1" in n for n in names)  # RL runs per KL coefficient
+    view._variant.value = "min"
+    assert view.variant == "min"
+    coefficient_traces = view._coefficients.object.data
+    assert {t.xaxis for t in coefficient_traces} == {"x", "x2"} and len(coefficient_traces) >= 4
+    view.__panel__()
+    empty = OveroptimizationView(store_root=str(root) + "-empty")
+    assert "No analysed" in empty._message.object

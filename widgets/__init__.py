@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from widgets.calibration_tab import CalibrationTab
     from widgets.comparison import ComparisonWidget
     from widgets.labeling import LabelingTab
+    from widgets.overoptimization_view import OveroptimizationView
     from widgets.reliability_diagram import ReliabilityDiagram
     from widgets.rollout_viewer import RolloutComparison, RolloutViewer
     from widgets.rollouts_tab import RolloutsTab
@@ -31,9 +32,10 @@ _LAZY = {
     "LabelingTab": "widgets.labeling",
     "ReliabilityDiagram": "widgets.reliability_diagram",
     "CalibrationTab": "widgets.calibration_tab",
+    "OveroptimizationView": "widgets.overoptimization_view",
 }
-__all__ = ["CalibrationTab", "ComparisonWidget", "LabelingTab", "ReliabilityDiagram", "RolloutComparison",
-           "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor", "build_app"]  # = sorted(_LAZY)
+__all__ = ["CalibrationTab", "ComparisonWidget", "LabelingTab", "OveroptimizationView", "ReliabilityDiagram",
+           "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor", "build_app"]  # = sorted(_LAZY)
 
 
 def __getattr__(name: str):

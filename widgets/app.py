@@ -30,6 +30,7 @@ import panel as pn
 
 from widgets.calibration_tab import CalibrationTab
 from widgets.labeling import LabelingTab
+from widgets.overoptimization_view import OveroptimizationView
 from widgets.rollouts_tab import RolloutsTab
 from widgets.runs_table import RunsTable
 from widgets.training_monitor import TrainingMonitor
@@ -45,6 +46,7 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Rollouts", RolloutsTab),
     ("Labeling", LabelingTab),
     ("Calibration", CalibrationTab),
+    ("Overoptimization", OveroptimizationView),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +54,14 @@ from workbench.studies.overoptimization_data import (
     variant_step_reward,
 )
 from workbench.studies.overoptimization_fits import bon_grid
+from workbench.studies.overoptimization_report import (  # noqa: F401
+    list_studies,
+    load_summary,
+    results_dir,
+    summary_path,
+)
 
 GOLDS = ("env", "model")
-RESULTS_DIR = "overoptimization"
 
 
 @dataclass
@@ -78,7 +84,7 @@ class OveroptimizationStudy:
     heldout_pairs: int = 256
     seeds: list = field(default_factory=lambda: [0])
     members: int = 3
-    rm_steps: int = 150                 # gradient steps per member (epochs = steps * batch / labels)
+    rm_steps: int = 150                 # about this many gradient steps per member, whatever the label count
     rm_batch_size: int = 32
     rm_lr: float = 1e-3
     prompts: int = 4                    # best-of-n prompts (Procgen: level seeds 10_000 + i; toy: groups)
@@ -90,7 +96,8 @@ class OveroptimizationStudy:
     rl_iterations: int = 16
     rl_num_envs: int = 16
     rl_num_steps: int = 32
-    rl_width: float = 0.25
+    rl_update_epochs: int = 3
+    rl_num_minibatches: int = 4
     bootstrap: int = 1000
     device: str = "cpu"
 
@@ -98,6 +105,8 @@ class OveroptimizationStudy:
         from workbench.rl.env_registry import validate_env_name
 
         problems = []
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
+            problems.append(f"name must be 1-100 letters, digits, '.', '_' or '-' (it names a folder); got {self.name!r}")
         try:
             validate_env_name(self.env)
         except ValueError as exc:
@@ -121,7 +130,7 @@ class OveroptimizationStudy:
         if self.rl_label_counts is not None and not set(self.rl_label_counts) <= set(self.label_counts):
             problems.append("rl_label_counts must be a subset of label_counts")
         for name in ("response_length", "members", "rm_steps", "rm_batch_size", "prompts", "bon_n_max",
-                     "rl_iterations", "rl_num_envs", "rl_num_steps", "gold_labels", "bootstrap", "gold_hidden"):
+                     "rl_iterations", "rl_num_envs", "rl_num_steps", "rl_update_epochs", "rl_num_minibatches", "gold_labels", "bootstrap", "gold_hidden"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.bon_samples <= self.bon_n_max:
@@ -145,10 +154,6 @@ class OveroptimizationStudy:
         """The grid: one job per (proxy size, label count, seed)."""
         return [{"proxy_width": float(w), "proxy_hidden": int(h), "labels": int(n), "seed": int(s)}
                 for (w, h) in self.proxy_sizes for n in self.label_counts for s in self.seeds]
-
-
-def results_dir(store_root=None) -> Path:
-    return RunStore(store_root).root / RESULTS_DIR
 
 
 def write_json(path: Path, value) -> Path:
@@ -231,7 +236,8 @@ def rl_record(study: OveroptimizationStudy, setup: dict, step_reward_fn, gold_mo
 
     steps = study.rl_iterations * study.rl_num_envs * study.rl_num_steps
     config = rlhf.RMPPOConfig(env=study.env, distribution_mode=study.distribution_mode, num_envs=study.rl_num_envs,
-                              num_steps=study.rl_num_steps, num_minibatches=4, update_epochs=3,
+                              num_steps=study.rl_num_steps, num_minibatches=study.rl_num_minibatches,
+                              update_epochs=study.rl_update_epochs,
                               width=study.policy_width, gamma=0.99, total_timesteps=steps, checkpoint_every=10_000,
                               seed=int(seed), bf16=False, device=study.device, cuda_graph=False,
                               kl_coef=float(kl_coef), init_run=setup["init_run"], name=name)
@@ -296,7 +302,8 @@ def run_point(study: OveroptimizationStudy, point: dict, store_root=None, *, nam
         torch.manual_seed(seed)
         policy = load_policy(study, setup["init_run"], store_root)
         gold_model = load_reward_model(setup["gold_model"]) if study.gold == "model" else None
-        pool = label_pool(study, policy, gold_model, max(study.label_counts), study.heldout_pairs, seed=seed)
+        pool = label_pool(study, policy, gold_model, max(study.label_counts), study.heldout_pairs, seed=seed,
+                          cache=results_dir(store_root) / study.name / f"labels-seed{seed}.npz")
         proxy = train_proxy(study, pool, int(point["labels"]), (point["proxy_width"], point["proxy_hidden"]),
                             seed=seed)
         record = {"point": point, "params": proxy["params"], "heldout_accuracy": proxy["heldout_accuracy"],
@@ -361,7 +368,7 @@ def load_records(study_name: str, store_root=None) -> list[dict]:
 
 def run_study(study: OveroptimizationStudy, store_root=None, *, progress=print) -> dict:
     """Every point of the grid in turn (finished ones skipped), then the analysis, saved as
-    ``<store>/overoptimization/<study name>.json`` and returned."""
+    ``<store>/overoptimization/<study name>/summary.json`` and returned."""
     from workbench.studies.overoptimization_report import analyse
 
     study.validate()
@@ -372,7 +379,7 @@ def run_study(study: OveroptimizationStudy, store_root=None, *, progress=print) 
             progress(f"point {i + 1}/{len(study.points())} done: {point}")
     summary = analyse(load_records(study.name, store_root), n_resamples=study.bootstrap)
     summary["settings"] = dataclasses.asdict(study)
-    write_json(results_dir(store_root) / f"{study.name}.json", summary)
+    write_json(summary_path(study.name, store_root), summary)
     return summary
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from workbench.preferences.reward import (
     RewardConfig,
     fit_ensemble,
 )
+from workbench.storage.durable import atomic_write
 
 VARIANTS = ("single", "mean", "min")
 
@@ -130,9 +132,21 @@ def gold_of(sample: dict) -> np.ndarray:
 
 
 # ---- labels and proxies --------------------------------------------------------------------------------
-def label_pool(study, policy, gold_model, pairs: int, heldout: int, *, seed: int) -> dict:
+def label_pool(study, policy, gold_model, pairs: int, heldout: int, *, seed: int, cache=None) -> dict:
     """`pairs` + `heldout` labeled comparisons of pi_init's responses (two responses to the same prompt),
-    answered by the synthetic gold labeler. Returns frames, per-response frame indices and labels."""
+    answered by the synthetic gold labeler. Returns frames, per-response frame indices and labels. `cache`: a
+    .npz path where the pool is kept, so that the points of a study sharing a seed label the same pairs once."""
+    if cache is not None and Path(cache).exists():
+        with np.load(cache) as saved:
+            return {"frames": saved["frames"], "index": saved["index"], "mu": saved["mu"], "pairs": pairs,
+                    "heldout": heldout}
+    pool = _label_pool(study, policy, gold_model, pairs, heldout, seed=seed)
+    if cache is not None:
+        atomic_write(cache, lambda f: np.savez(f, frames=pool["frames"], index=pool["index"], mu=pool["mu"]))
+    return pool
+
+
+def _label_pool(study, policy, gold_model, pairs: int, heldout: int, *, seed: int) -> dict:
     from workbench.preferences.synthetic import SyntheticLabeler
 
     total = pairs + heldout
@@ -168,16 +182,34 @@ def train_proxy(study, pool: dict, labels: int, size, *, seed: int,
     data = PreferenceData("clip", [("pool", i, 1) for i in range(2 * n)], np.arange(0, 2 * n, 2),
                           np.arange(1, 2 * n, 2), pool["mu"][chosen], np.arange(n), np.arange(n), ["gold"] * n)
     train_mask = np.arange(n) < labels
-    epochs = max(1, math.ceil(study.rm_steps * study.rm_batch_size / labels))
+    epochs = max(1, math.ceil(study.rm_steps / math.ceil(labels / study.rm_batch_size)))  # ~rm_steps steps
     config = RewardConfig(members=members or study.members, epochs=epochs, batch_size=study.rm_batch_size,
                           lr=study.rm_lr, width=float(size[0]), hidden=int(size[1]), noise_floor=False,
                           heldout_fraction=0.0, seed=int(seed), device=study.device)
     last = {}
-    ensemble = fit_ensemble(data, config, bank=bank, train_mask=train_mask, heldout_mask=~train_mask,
+    # No held-out split inside training (it would be evaluated every epoch); accuracy is measured once below.
+    ensemble = fit_ensemble(data, config, bank=bank, train_mask=train_mask, heldout_mask=np.zeros(n, bool),
                             on_epoch=lambda em: last.update(em.metrics)).eval()
     params = sum(p.numel() for p in ensemble.members[0].parameters())
-    return {"ensemble": ensemble, "params": int(params), "heldout_accuracy": float(last.get("heldout_accuracy", math.nan)),
+    return {"ensemble": ensemble, "params": int(params), "heldout_accuracy": heldout_accuracy(ensemble, bank, data, ~train_mask),
             "train_accuracy": float(last.get("train_accuracy", math.nan)), "epochs": epochs}
+
+
+@torch.no_grad()
+def heldout_accuracy(ensemble, bank: ClipBank, data: PreferenceData, mask: np.ndarray) -> float:
+    """Accuracy on the strict held-out labels of the ensemble's P(A > B) (the mean of its members' Bradley-Terry
+    probabilities on their trained scale, as RewardEnsemble.prob_a_better); a prediction of exactly 0.5 counts half."""
+    pairs = np.flatnonzero(mask & (data.mu != 0.5))
+    if pairs.size == 0:
+        return math.nan
+    items = np.r_[data.ia[pairs], data.ib[pairs]]
+    idx, owner = bank.frame_indices(items)
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    step = ensemble._raw_chunked(torch.from_numpy(bank.frames[uniq]))[:, inverse].double()
+    totals = torch.zeros(step.shape[0], len(items), dtype=torch.float64).index_add_(1, torch.from_numpy(owner), step)
+    p = torch.sigmoid(totals[:, :pairs.size] - totals[:, pairs.size:]).mean(0).numpy()
+    right = data.mu[pairs] > 0.5
+    return float(np.mean(np.where(p == 0.5, 0.5, (p > 0.5) == right)))
 
 
 @dataclass

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from workbench.preferences.best_of_n import fit_functional_form
+from workbench.preferences.best_of_n import fit_functional_form, r_bon, r_rl
 
 __all__ = ["CurveFit", "Trend", "bon_grid", "fit_curve", "kl_penalty_effect", "peak_of", "trend"]
 
@@ -89,6 +89,7 @@ class CurveFit:
     n_units: int
     alpha_boot: np.ndarray        # the bootstrap replicates (for trends)
     beta_boot: np.ndarray
+    band: dict                    # the fitted curve and its pointwise interval on a d grid (for plots)
 
     @property
     def peak_in_range(self) -> bool:
@@ -137,12 +138,21 @@ def fit_curve(form: str, d_units: Sequence[np.ndarray] | np.ndarray, r_units: Se
     uniq, inverse = np.unique(np.round(d_all, 9), return_inverse=True)
     mean_r = np.bincount(inverse, weights=r_all) / np.bincount(inverse)
     best = int(np.argmax(mean_r))
+    grid = np.linspace(0.0, 1.25 * float(d_all.max()), 60)
+    form_fn = r_bon if form == "bon" else r_rl
+    ok = ~(np.isnan(alpha_b) | np.isnan(beta_b))
+    replicates = np.stack([form_fn(grid, a, b) for a, b in zip(alpha_b[ok], beta_b[ok])]) if ok.any() else None
+    band = {"d": grid.tolist(), "fit": form_fn(grid, point.alpha, point.beta).tolist(),
+            "low": (np.quantile(replicates, (1 - confidence) / 2, axis=0) if replicates is not None
+                    else np.full(grid.size, np.nan)).tolist(),
+            "high": (np.quantile(replicates, (1 + confidence) / 2, axis=0) if replicates is not None
+                     else np.full(grid.size, np.nan)).tolist()}
     return CurveFit(form=form, alpha=point.alpha, beta=point.beta, alpha_ci=_quantiles(alpha_b, confidence),
                     beta_ci=_quantiles(beta_b, confidence), d_star=float(d_star), gold_star=float(g_star),
                     d_star_ci=_quantiles(d_b, confidence), gold_star_ci=_quantiles(g_b, confidence),
                     d_range=(float(d_all.min()), float(d_all.max())), empirical_peak_d=float(uniq[best]),
                     empirical_peak_gold=float(mean_r[best]), rmse=point.rmse, n_units=len(d_units),
-                    alpha_boot=np.asarray(alpha_b), beta_boot=np.asarray(beta_b))
+                    alpha_boot=np.asarray(alpha_b), beta_boot=np.asarray(beta_b), band=band)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,14 @@ Overoptimization view, the notebook and the benchmark read.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
+from workbench.storage.runs import RunStore
 from workbench.studies.overoptimization_fits import (
     CurveFit,
     fit_curve,
@@ -20,7 +23,32 @@ from workbench.studies.overoptimization_fits import (
     trend,
 )
 
-__all__ = ["analyse", "ensemble_table", "kl_table", "proxy_table", "trend_table"]
+RESULTS_DIR = "overoptimization"
+
+__all__ = ["analyse", "ensemble_table", "kl_table", "list_studies", "load_summary", "proxy_table", "results_dir", "summary_path", "trend_table"]
+
+
+def results_dir(store_root=None) -> Path:
+    return RunStore(store_root).root / RESULTS_DIR
+
+
+def summary_path(study_name: str, store_root=None) -> Path:
+    """Where :func:`run_study` saves a study's analysis."""
+    return results_dir(store_root) / study_name / "summary.json"
+
+
+def list_studies(store_root=None) -> list[str]:
+    """Names of the studies with an analysis in this store."""
+    base = results_dir(store_root)
+    return sorted(p.parent.name for p in base.glob("*/summary.json")) if base.exists() else []
+
+
+def load_summary(study_name: str, store_root=None) -> dict:
+    path = summary_path(study_name, store_root)
+    if not path.exists():
+        raise ValueError(f"no analysed overoptimization study {study_name!r} in this store; studies: "
+                         f"{list_studies(store_root) or 'none'}")
+    return json.loads(path.read_text())
 
 
 def _key(rec: dict) -> tuple:
