@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.storage.runs import RunStore
-from workbench.storage.transfer import export_bundle, import_bundle, latest_checkpoint_step
+from workbench.storage.transfer import (
+    export_bundle,
+    import_bundle,
+    latest_checkpoint_step,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -229,8 +229,9 @@ def best_of_n_record(study: OveroptimizationStudy, policy, gold_model, ensemble,
 
 def rl_record(study: OveroptimizationStudy, setup: dict, step_reward_fn, gold_model, *, kl_coef: float, seed: int,
               store: RunStore, name: str) -> dict:
-    """One ``ppo-rm`` run against `step_reward_fn` from pi_init; its per-iteration d = sqrt(KL per episode),
-    gold and proxy returns, shifted by the first iteration (rolled out by pi_init itself)."""
+    """One ``ppo-rm`` run against `step_reward_fn` from pi_init; per iteration d = sqrt(L x mean per-step KL),
+    L x the mean per-step gold and proxy reward (L = response_length), shifted by the first iteration (rolled
+    out by pi_init itself)."""
     from workbench.preferences import rlhf
     from workbench.rl.algos import ppo
 
@@ -246,10 +247,13 @@ def rl_record(study: OveroptimizationStudy, setup: dict, step_reward_fn, gold_mo
     else:
         hook = GoldModelHook(config, step_reward_fn, store=store, gold_fn=gold_model.step_rewards)
     run = ppo.train(config, store=store, progress=False, extension=hook)
-    series = {k: store.metric_series(run, f"rlhf/{k}")[1] for k in ("kl_episode", "gold_return", "proxy_return")}
-    length = min(len(v) for v in series.values())
-    d = np.sqrt(np.maximum(series["kl_episode"][:length], 0.0))
-    gold, proxy = series["gold_return"][:length], series["proxy_return"][:length]
+    # Per-step means over each iteration's rollouts, times the response length: the KL of an L-step trajectory
+    # is the sum of its steps' KLs (the dynamics cancel), so d is on best-of-n's per-response scale, and these
+    # exist every iteration even when no Procgen episode ends in it.
+    length = study.response_length
+    kl, gold, proxy = (store.metric_series(run, f"rlhf/{k}")[1] for k in ("kl", "gold_reward", "proxy_reward"))
+    d = np.sqrt(np.maximum(length * kl, 0.0))
+    gold, proxy = length * gold, length * proxy
     return {"run_id": run, "kl_coef": float(kl_coef), "seed": int(seed), "d": d.tolist(),
             "gold": (gold - gold[0]).tolist(), "proxy": (proxy - proxy[0]).tolist(), "gold_baseline": float(gold[0])}
 

@@ -94,7 +94,7 @@ class StudySpec:
     mode: str = "grid"                           # grid: every combination; list: the axes zipped
     points: list | None = None                    # an explicit list of axis-value dicts (instead of axes)
 
-    def validate(self) -> "StudySpec":
+    def validate(self) -> StudySpec:
         if not isinstance(self.name, str) or not self.name.strip() or any(c in self.name for c in "\n\r"):
             raise ValueError(f"a study needs a name (one line of text), got {self.name!r}")
         job_path(self.kind)
@@ -150,7 +150,7 @@ class StudySpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "StudySpec":
+    def from_dict(cls, values: dict) -> StudySpec:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -158,7 +158,7 @@ class StudySpec:
         return cls(**values).validate()
 
     @classmethod
-    def from_toml(cls, path: str | Path, **overrides) -> "StudySpec":
+    def from_toml(cls, path: str | Path, **overrides) -> StudySpec:
         """Read a study from a TOML file (see the module docstring); ``overrides`` (e.g. name) win."""
         try:
             with open(path, "rb") as f:
