@@ -4,7 +4,7 @@ colour_choice toy task, and the deliberately flawed proxy that shows the rise an
     python benchmarks/overoptimization_study.py            # about 10-20 minutes on 2 CPU cores
     python benchmarks/overoptimization_study.py --tiny     # a smoke run of the same code (a minute)
 
-Prints: the machine; the flawed-proxy best-of-n curve and its fit; then for the learned proxies (3 sizes,
+Prints: the machine; the flawed-proxy best-of-n curve and its fit, and RL against it at each KL coefficient; then for the learned proxies (3 sizes,
 3 label counts, 1 seed; gold = the env reward; best-of-n with N = 1536 per prompt, n up to 1024; RL with
 KL coefficients 0 and 0.1 at the smallest label count) per proxy size alpha and beta with 95% bootstrap
 intervals, d* and the gold at the peak, the coefficient trends, the KL-penalty comparison and the ensemble
@@ -28,10 +28,20 @@ import torch
 from machine import machine_report
 
 from workbench.preferences.best_of_n import best_of_n_estimates, kl_best_of_n
+from workbench.storage.runs import RunStore
 from workbench.studies import overoptimization_report as report
-from workbench.studies.overoptimization import OveroptimizationStudy, run_study
+from workbench.studies.overoptimization import (
+    OveroptimizationStudy,
+    prepare,
+    rl_record,
+    run_study,
+)
 from workbench.studies.overoptimization_data import colour_step_reward, sample_responses
-from workbench.studies.overoptimization_fits import bon_grid, fit_curve
+from workbench.studies.overoptimization_fits import (
+    bon_grid,
+    fit_curve,
+    kl_penalty_effect,
+)
 
 FULL = {"name": "cpu-study", "proxy_sizes": [[0.0625, 8], [0.125, 32], [0.25, 64]], "label_counts": [8, 32, 128],
         "seeds": [0], "members": 3, "rm_steps": 40, "prompts": 3, "bon_samples": 1536, "bon_n_max": 1024,
@@ -65,10 +75,31 @@ def flawed_proxy(study: OveroptimizationStudy) -> None:
           f"gold {fit.empirical_peak_gold:.3f}")
 
 
+def flawed_proxy_rl(study: OveroptimizationStudy, root: str) -> None:
+    """ppo-rm against the same flawed proxy from the study's pi_init, without and with a KL penalty."""
+    print("\n## Deliberately flawed proxy, RL (ppo-rm, 16 envs x 32 steps per iteration)")
+    setup = prepare(study, root)
+    runs = [rl_record(study, setup, colour_step_reward([1, 1.5, 0, 0]), None, kl_coef=coef, seed=0,
+                      store=RunStore(root), name=f"flawed kl{coef}") for coef in study.rl_kl_coefs]
+    for run in runs:
+        fit = fit_curve("rl", run["d"], run["gold"], n_resamples=study.bootstrap)
+        print(f"kl_coef {run['kl_coef']:g}: d " + " ".join(f"{x:.2f}" for x in run["d"]))
+        print("  gold  " + " ".join(f"{x:+.2f}" for x in run["gold"]))
+        print("  proxy " + " ".join(f"{x:+.2f}" for x in run["proxy"]))
+        print(f"  fit R_RL: alpha {fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}], beta {fit.beta:.3f} "
+              f"[{fit.beta_ci[0]:.3f}, {fit.beta_ci[1]:.3f}], d* {fit.d_star:.2f} [{fit.d_star_ci[0]:.2f}, "
+              f"{fit.d_star_ci[1]:.2f}]; measured peak at d {fit.empirical_peak_d:.2f} gold {fit.empirical_peak_gold:.3f}")
+    for row in kl_penalty_effect(runs, n_resamples=study.bootstrap):
+        print(f"  kl_coef {row['kl_coef']:g}: max d {row['max_d']:.2f}, peak gold {row['peak_gold']:+.3f}, final gold "
+              f"{row['final_gold']:+.3f}, gold - unpenalized fit at the same d {row['gold_residual']:+.3f} "
+              f"[{row['gold_residual_ci'][0]:+.3f}, {row['gold_residual_ci'][1]:+.3f}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--store", default=None, help="run store root (default: a temporary directory)")
+    parser.add_argument("--flawed-only", action="store_true", help="only the deliberately flawed proxy parts")
     args = parser.parse_args()
     machine_report()
     torch.set_num_threads(1)
@@ -77,6 +108,10 @@ def main() -> None:
     t0 = time.perf_counter()
     flawed_proxy(study)
     root = args.store or tempfile.mkdtemp(prefix="overopt-")
+    flawed_proxy_rl(study, root)
+    if args.flawed_only:
+        print(f"\nwall time {time.perf_counter() - t0:.0f} s")
+        return
     summary = run_study(study, root, progress=lambda m: print(f"[{time.perf_counter() - t0:6.0f} s] {m}", flush=True))
     print(f"\nstore: {root}\n\n## Learned proxies, single member (alpha, beta: 95% bootstrap intervals)")
     print(report.proxy_table(summary, "single"))

@@ -111,7 +111,7 @@ class OveroptimizationView(pn.viewable.Viewer):
                                                     value=self.variant)
         self._curves = pn.pane.Plotly(None, sizing_mode="stretch_width")
         self._coefficients = pn.pane.Plotly(None, sizing_mode="stretch_width")
-        self._refresh = pn.widgets.Button(name="Refresh", button_type="default")
+        self._refresh = pn.widgets.Button(label="Refresh", button_type="default")
         self._refresh.on_click(lambda _: self.reload())
         self._study.param.watch(lambda e: self._pick_study(e.new), "value")
         self._labels.param.watch(lambda e: self._set(labels=e.new), "value")
