@@ -115,6 +115,7 @@ def test_tiny_study_end_to_end_and_rerun_continues(tiny_study):
     from workbench.storage.runs import RunStore
     from workbench.studies.overoptimization import (
         OveroptimizationStudy,
+        job,
         load_records,
         run_study,
     )
@@ -135,6 +136,12 @@ def test_tiny_study_end_to_end_and_rerun_continues(tiny_study):
     n_runs = len(RunStore(root).list_runs())
     run_study(OveroptimizationStudy.from_dict(TINY), root, progress=None)  # finished points are not rerun
     assert len(RunStore(root).list_runs()) == n_runs
+    # The sweep machinery's job kind: settings = study settings + the point's axes; a finished point is returned.
+    point = {"proxy_width": 0.125, "proxy_hidden": 16, "labels": 16, "seed": 0}
+    existing = next(r["run_id"] for r in records if r["point"] == point)
+    assert job({"algo": None, **TINY, **point}, root, "tiny/any-name") == existing
+    with pytest.raises(ValueError, match="other settings.*rm_steps"):
+        job({"algo": None, **TINY, "rm_steps": 9, **point}, root, "tiny/changed")
 
 
 def test_bad_settings_are_clear_errors():

@@ -293,13 +293,22 @@ def run_point(study: OveroptimizationStudy, point: dict, store_root=None, *, nam
 
     study.validate()
     store = RunStore(store_root)
+    settings = dataclasses.asdict(study)
+    grid_only = ("proxy_sizes", "seeds", "bootstrap")  # the grid's extent and the analysis: not what a point does
     for info in point_runs(store, study.name):
-        if info.config.get("point") == point and info.status == "finished":
+        if info.status != "finished":
+            continue
+        changed = sorted(k for k in settings if k not in grid_only
+                         and info.config.get("settings", {}).get(k) != settings[k])
+        if changed:
+            raise ValueError(f"study {study.name!r} already has finished points with other settings (changed: "
+                             f"{', '.join(changed)}); give the study a new name to run it with these settings")
+        if info.config.get("point") == point:
             return info.id
     setup = prepare(study, store_root)
     label = f"{study.name} w{point['proxy_width']}-h{point['proxy_hidden']} L{point['labels']} s{point['seed']}"
     run = store.create_run(algo="overoptimization", env=study.env, name=name or label,
-                           config={"study": study.name, "point": point, "settings": dataclasses.asdict(study)})
+                           config={"study": study.name, "point": point, "settings": settings})
     store.set_status(run, "running", pid=os.getpid())
     try:
         seed = int(point["seed"])
@@ -307,7 +316,8 @@ def run_point(study: OveroptimizationStudy, point: dict, store_root=None, *, nam
         policy = load_policy(study, setup["init_run"], store_root)
         gold_model = load_reward_model(setup["gold_model"]) if study.gold == "model" else None
         pool = label_pool(study, policy, gold_model, max(study.label_counts), study.heldout_pairs, seed=seed,
-                          cache=results_dir(store_root) / study.name / f"labels-seed{seed}.npz")
+                          cache=results_dir(store_root) / study.name
+                          / f"labels-seed{seed}-{max(study.label_counts)}+{study.heldout_pairs}.npz")
         proxy = train_proxy(study, pool, int(point["labels"]), (point["proxy_width"], point["proxy_hidden"]),
                             seed=seed)
         record = {"point": point, "params": proxy["params"], "heldout_accuracy": proxy["heldout_accuracy"],
@@ -341,7 +351,8 @@ def job_settings(settings: dict) -> tuple[OveroptimizationStudy, dict]:
     point = {"proxy_width": float(values.pop("proxy_width")), "proxy_hidden": int(values.pop("proxy_hidden")),
              "labels": int(values.pop("labels")), "seed": int(values.pop("seed"))}
     values.setdefault("proxy_sizes", [[point["proxy_width"], point["proxy_hidden"]]])
-    values.setdefault("label_counts", [point["labels"]])
+    values.setdefault("label_counts", [point["labels"]])  # with labels as an axis, give all counts in base
+                                                          # settings: the points then share one nested pool
     values.setdefault("seeds", [point["seed"]])
     study = OveroptimizationStudy.from_dict(values)
     if point["labels"] > max(study.label_counts):
