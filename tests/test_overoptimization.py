@@ -177,3 +177,28 @@ def test_view_draws_curves_fits_and_coefficients(tiny_study):
     view.__panel__()
     empty = OveroptimizationView(store_root=str(root) + "-empty")
     assert "No analysed" in empty._message.object
+
+
+def test_gold_reward_model_labels_the_pairs(tmp_path):
+    """gold="model": a reward model is trained once on env-labeled pairs, saved, and then answers the proxies'
+    comparisons: every label agrees with the order of its clip_rewards (the higher gold score wins)."""
+    import torch
+
+    from workbench.preferences.reward import load_reward_model
+    from workbench.studies.overoptimization import (
+        OveroptimizationStudy,
+        load_policy,
+        prepare,
+    )
+    from workbench.studies.overoptimization_data import label_pool
+
+    study = OveroptimizationStudy.from_dict({"name": "gold-model", "gold": "model", "gold_labels": 24,
+                                             "gold_width": 0.0625, "gold_hidden": 8, "rm_steps": 4})
+    setup = prepare(study, tmp_path)
+    gold = load_reward_model(setup["gold_model"])
+    assert prepare(study, tmp_path) == setup and 0.5 < setup["gold_heldout_accuracy"] <= 1  # made once
+    pool = label_pool(study, load_policy(study, setup["init_run"], tmp_path), gold, 12, 0, seed=3)
+    clips = torch.from_numpy(pool["frames"][pool["index"]])  # toy responses have no early end: no -1 index
+    scores = gold.clip_rewards(clips).double().numpy().reshape(-1, 2)
+    expected = np.where(scores[:, 0] > scores[:, 1], 1.0, np.where(scores[:, 0] < scores[:, 1], 0.0, 0.5))
+    assert np.array_equal(pool["mu"], expected)

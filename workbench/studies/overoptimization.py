@@ -185,7 +185,7 @@ def prepare(study: OveroptimizationStudy, store_root=None) -> dict:
             setup["gold_model"] = str(study.gold_model)
         else:
             policy = load_policy(study, setup["init_run"], store_root)
-            gold = train_proxy(study, label_pool(study, policy, None, study.gold_labels, 0, seed=999),
+            gold = train_proxy(study, label_pool(study, policy, None, study.gold_labels, study.heldout_pairs, seed=999),
                                study.gold_labels, [study.gold_width, study.gold_hidden], seed=999, members=1)
             setup["gold_model"] = str(save_reward_model(gold["ensemble"], base / "gold_model"))
             setup["gold_heldout_accuracy"] = gold["heldout_accuracy"]
