@@ -17,12 +17,16 @@ replicates (``method="inverted_cdf"``: no interpolation, so an infinite d* in a 
 Coefficient trends (the paper's figure 4 plots alpha, beta against proxy parameters on a log axis and finds
 approximately logarithmic trends): slope of coefficient vs log10(parameters) (or log10(labels)) by
 ``scipy.stats.linregress`` on the point estimates, with a percentile interval from refitting the slope on every
-bootstrap replicate (replicates of different proxies are independent).
+bootstrap replicate. Every proxy's bootstrap draws the same unit indices (same seed, same unit count): the
+proxies of a study are scored on the same best-of-n prompts, so replicate b resamples the same prompts for all
+of them (a paired bootstrap; proxies that rank every response alike then give the same replicates).
 
 KL penalty (section 3.6 of the paper: the penalty raises the proxy at a given KL but does not move the
-gold-vs-KL frontier, "akin to early stopping"): the RL form fitted to the unpenalized run(s) of a proxy is the
-frontier; for each penalized run the gold and proxy residuals against the unpenalized fits at the same d (only
-d inside the unpenalized run's range) are averaged, with bootstrap intervals over its points.
+gold-vs-KL frontier, "akin to early stopping"): the unpenalized run(s) of a proxy, their measured (d, gold)
+and (d, proxy) points linearly interpolated in d, are the frontier; for each penalized run the gold and proxy
+residuals against it at the same d (only d inside the unpenalized runs' range) are averaged, with bootstrap
+intervals over its points. (Interpolating the measurements rather than the fitted RL form keeps a poor fit
+near the peak from reading as a frontier shift.)
 """
 
 from __future__ import annotations
@@ -214,14 +218,23 @@ def kl_penalty_effect(runs: Sequence[dict], *, n_resamples: int = 1000, confiden
 
     `runs`: dicts with ``kl_coef``, ``d``, ``gold`` (shifted), ``proxy`` (shifted) lists. Returns one row per
     penalized coefficient: the largest d reached, the final gold, and the mean gold and proxy residuals against
-    the unpenalized fits at matched d with intervals. A gold residual interval that covers 0 while the largest
+    the unpenalized runs' measured curve at matched d with intervals. A gold residual interval that covers 0 while the largest
     d shrinks is the paper's "the penalty acts like early stopping"."""
     free = [r for r in runs if float(r["kl_coef"]) == 0.0]
     if not free:
         raise ValueError("the KL-penalty comparison needs at least one run with kl_coef = 0 (the frontier)")
     d0 = np.concatenate([np.asarray(r["d"], np.float64) for r in free])
-    gold_fit = fit_functional_form(d0, np.concatenate([np.asarray(r["gold"], np.float64) for r in free]), "rl")
-    proxy_fit = fit_functional_form(d0, np.concatenate([np.asarray(r["proxy"], np.float64) for r in free]), "rl")
+    order = np.argsort(d0, kind="stable")
+    d0 = d0[order]
+    gold0 = np.concatenate([np.asarray(r["gold"], np.float64) for r in free])[order]
+    proxy0 = np.concatenate([np.asarray(r["proxy"], np.float64) for r in free])[order]
+
+    def gold_fit(d):  # the unpenalized runs' measured curve, linearly interpolated in d
+        return np.interp(d, d0, gold0)
+
+    def proxy_fit(d):
+        return np.interp(d, d0, proxy0)
+
     rows = []
     for coef in sorted({float(r["kl_coef"]) for r in runs}):
         group = [r for r in runs if float(r["kl_coef"]) == coef]
