@@ -202,3 +202,25 @@ def test_gold_reward_model_labels_the_pairs(tmp_path):
     scores = gold.clip_rewards(clips).double().numpy().reshape(-1, 2)
     expected = np.where(scores[:, 0] > scores[:, 1], 1.0, np.where(scores[:, 0] < scores[:, 1], 0.0, 0.5))
     assert np.array_equal(pool["mu"], expected)
+
+
+@pytest.mark.slow
+def test_procgen_clips_prompt_is_a_level(tmp_path):
+    """On a Procgen game a prompt is a level seed and a response the first steps of that level: all samples of
+    one prompt start from the same frame, and the point runs end to end (no RL here, to stay short)."""
+    from workbench.studies.overoptimization import (
+        OveroptimizationStudy,
+        load_records,
+        run_point,
+    )
+    from workbench.studies.overoptimization_data import sample_responses
+
+    study = OveroptimizationStudy.from_dict({
+        "name": "coinrun-clips", "env": "coinrun", "response_length": 6, "proxy_sizes": [[0.0625, 8]],
+        "label_counts": [6], "heldout_pairs": 4, "members": 2, "rm_steps": 2, "prompts": 2, "bon_samples": 12,
+        "bon_n_max": 8, "rl_variants": [], "bootstrap": 50})
+    first = sample_responses(None, study, 3, seed=0, level_seed=5, keep_frames=True)
+    assert np.all(first["index"][:, 0] == first["index"][0, 0])  # one level: one first frame
+    run_point(study, study.points()[0], tmp_path)
+    (record,) = load_records("coinrun-clips", tmp_path)
+    assert record["bon"]["n"] == [1, 2, 4, 8] and len(record["bon"]["variants"]["mean"]["gold"]) == 2
