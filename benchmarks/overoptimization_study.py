@@ -6,7 +6,7 @@ colour_choice toy task, and the deliberately flawed proxy that shows the rise an
 
 Prints: the machine; the flawed-proxy best-of-n curve and its fit, and RL against it at each KL coefficient; then for the learned proxies (3 sizes,
 3 label counts, 1 seed; gold = the env reward; best-of-n with N = 1536 per prompt, n up to 1024; RL with
-KL coefficients 0 and 0.1 at the smallest label count) per proxy size alpha and beta with 95% bootstrap
+KL coefficients 0, 0.02, 0.1 at the smallest label count) per proxy size alpha and beta with 95% bootstrap
 intervals, d* and the gold at the peak, the coefficient trends, the KL-penalty comparison and the ensemble
 variants. The tables are those of docs/overoptimization.md. Wall time is printed (the work itself is not a
 GEMM-bound kernel, so no fraction of peak is claimed for it).
@@ -45,7 +45,7 @@ from workbench.studies.overoptimization_fits import (
 
 FULL = {"name": "cpu-study", "proxy_sizes": [[0.0625, 8], [0.125, 32], [0.25, 64]], "label_counts": [8, 32, 128],
         "seeds": [0], "members": 3, "rm_steps": 40, "prompts": 3, "bon_samples": 1536, "bon_n_max": 1024,
-        "rl_kl_coefs": [0.0, 0.1], "rl_variants": ["single"], "rl_label_counts": [8], "rl_iterations": 12,
+        "rl_kl_coefs": [0.0, 0.02, 0.1], "rl_variants": ["single"], "rl_label_counts": [8], "rl_iterations": 12,
         "bootstrap": 1000}
 TINY = {**FULL, "name": "tiny", "proxy_sizes": [[0.0625, 8], [0.125, 16]], "label_counts": [16, 64],
         "heldout_pairs": 32, "members": 2, "rm_steps": 20, "prompts": 2, "bon_samples": 128, "bon_n_max": 64,
@@ -75,12 +75,15 @@ def flawed_proxy(study: OveroptimizationStudy) -> None:
           f"gold {fit.empirical_peak_gold:.3f}")
 
 
+FLAWED_KL_COEFS = [0.0, 0.3, 1.0]  # the flawed proxy pays up to 1.5 per step, not the learned proxies' 0.05 std
+
+
 def flawed_proxy_rl(study: OveroptimizationStudy, root: str) -> None:
     """ppo-rm against the same flawed proxy from the study's pi_init, without and with a KL penalty."""
     print("\n## Deliberately flawed proxy, RL (ppo-rm, 16 envs x 32 steps per iteration)")
     setup = prepare(study, root)
     runs = [rl_record(study, setup, colour_step_reward([1, 1.5, 0, 0]), None, kl_coef=coef, seed=0,
-                      store=RunStore(root), name=f"flawed kl{coef}") for coef in study.rl_kl_coefs]
+                      store=RunStore(root), name=f"flawed kl{coef}") for coef in FLAWED_KL_COEFS]
     for run in runs:
         fit = fit_curve("rl", run["d"], run["gold"], n_resamples=study.bootstrap)
         print(f"kl_coef {run['kl_coef']:g}: d " + " ".join(f"{x:.2f}" for x in run["d"]))
@@ -91,7 +94,7 @@ def flawed_proxy_rl(study: OveroptimizationStudy, root: str) -> None:
               f"{fit.d_star_ci[1]:.2f}]; measured peak at d {fit.empirical_peak_d:.2f} gold {fit.empirical_peak_gold:.3f}")
     for row in kl_penalty_effect(runs, n_resamples=study.bootstrap):
         print(f"  kl_coef {row['kl_coef']:g}: max d {row['max_d']:.2f}, peak gold {row['peak_gold']:+.3f}, final gold "
-              f"{row['final_gold']:+.3f}, gold - unpenalized fit at the same d {row['gold_residual']:+.3f} "
+              f"{row['final_gold']:+.3f}, gold - unpenalized run at the same d {row['gold_residual']:+.3f} "
               f"[{row['gold_residual_ci'][0]:+.3f}, {row['gold_residual_ci'][1]:+.3f}]")
 
 
