@@ -137,6 +137,17 @@ def test_fleiss_kappa_against_brute_force_pair_counting():
         assert fleiss_kappa(table) == pytest.approx((p_bar - p_e) / (1 - p_e), abs=1e-12)
 
 
+def test_fleiss_kappa_matches_statsmodels():
+    from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
+
+    rng = np.random.default_rng(11)
+    for n_units, n_raters, n_categories in ((5, 2, 2), (30, 3, 3), (200, 7, 5)):
+        probs = rng.dirichlet(np.ones(n_categories), size=n_units)  # units differ, so kappa is not ~0
+        table = np.array([rng.multinomial(n_raters, p) for p in probs])
+        assert fleiss_kappa(table) == pytest.approx(statsmodels_fleiss_kappa(table, method="fleiss"), abs=1e-12)
+    assert fleiss_kappa(WIKI_TABLE) == pytest.approx(statsmodels_fleiss_kappa(np.array(WIKI_TABLE)), abs=1e-12)
+
+
 def test_fleiss_kappa_drops_units_with_another_number_of_ratings():
     records = []
     for u, answers in enumerate([["a", "a", "b"], ["b", "b", "b"], ["a", "b", "equal"], ["a", "a", "a"]]):

@@ -60,7 +60,8 @@ def test_calibratedmath_mad_matches_sklearn_with_ties_and_duplicate_edges():
     y = (rng.random(500) < conf).astype(int)
     prob_true, prob_pred = calibration_curve(y, conf, n_bins=20, strategy="quantile")
     assert len(prob_true) < 20  # the fixture really has duplicate edges
-    assert C.calibratedmath_mad(conf, y) == pytest.approx(100 * np.abs(prob_true - prob_pred).mean(), abs=1e-12)
+    assert C.calibratedmath_mad(conf, y, closed="right") == pytest.approx(100 * np.abs(prob_true - prob_pred).mean(),
+                                                                        abs=1e-12)
     # points on interior uniform edges go to the lower bin, as in scikit-learn >= 1.1
     conf = np.array([0.0, 0.25, 0.5, 0.5, 0.75, 1.0])
     y = np.array([0, 1, 0, 1, 1, 1])
@@ -69,6 +70,29 @@ def test_calibratedmath_mad_matches_sklearn_with_ties_and_duplicate_edges():
     np.testing.assert_array_equal(rb.count, [2, 2, 1, 1])
     np.testing.assert_allclose(rb.accuracy[rb.nonempty], pt)
     np.testing.assert_allclose(rb.mean_confidence[rb.nonempty], pp)
+
+
+def _calibration_curve_before_sklearn_1_1(y, prob, n_bins):
+    """scikit-learn 0.24's calibration_curve(strategy="quantile"), the version of CalibratedMath's paper."""
+    bins = np.percentile(prob, np.linspace(0, 1, n_bins + 1) * 100)
+    bins[-1] = bins[-1] + 1e-8
+    ids = np.digitize(prob, bins) - 1
+    total = np.bincount(ids, minlength=len(bins))
+    nonzero = total != 0
+    return (np.bincount(ids, weights=y, minlength=len(bins))[nonzero] / total[nonzero],
+            np.bincount(ids, weights=prob, minlength=len(bins))[nonzero] / total[nonzero])
+
+
+def test_calibratedmath_mad_bins_as_the_papers_scikit_learn_by_default():
+    # Lin, Hilton, Evans 2022 (arXiv 2205.14334) computed MAD with scikit-learn < 1.1: left-closed bins.
+    rng = np.random.default_rng(3)
+    conf = np.round(rng.beta(4, 2, size=300), 1)  # verbalized: a few values, so many lie on quantile edges
+    y = (rng.random(300) < conf * 0.8).astype(int)
+    prob_true, prob_pred = _calibration_curve_before_sklearn_1_1(y, conf, 20)
+    paper = 100 * np.abs(prob_true - prob_pred).mean()
+    assert C.calibratedmath_mad(conf, y) == pytest.approx(paper, abs=1e-12)
+    assert C.calibratedmath_mad(conf, y, closed="left") == pytest.approx(paper, abs=1e-12)
+    assert abs(C.calibratedmath_mad(conf, y, closed="right") - paper) > 0.5  # the fixture tells the two apart
 
 
 def test_constant_prediction_mad_is_gap_in_one_bin():

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from widgets.comparison import ComparisonWidget, render_markdown, render_text, safe_link
+from widgets.comparison import ComparisonWidget
+from widgets.safe_text import render_markdown, render_text, safe_link
 from workbench.episodes.rollouts import Episode, RolloutStore
 from workbench.preferences.labels import LabelStore
 

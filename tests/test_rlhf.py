@@ -162,7 +162,7 @@ def test_settings_are_validated(tmp_path):
 
 
 def test_registry_and_cli_know_the_rm_algorithms():
-    from workbench import cli
+    from workbench.cli import main as cli
 
     assert registry.RM_ALGOS == cli.RM_ALGOS == ("ppo-rm", "ppg-rm")
     config = registry.make_config("ppg-rm", env="colour_cue", kl_coef=0.05, reward_model="x")
@@ -316,7 +316,7 @@ def test_online_loop_with_a_human_campaign_adds_items_and_waits_for_labels(tmp_p
 
 
 def test_cli_trains_against_a_saved_reward_model(tmp_path, capsys):
-    from workbench import cli
+    from workbench.cli import main as cli
     from workbench.preferences.reward import build_ensemble, save_reward_model
 
     path = save_reward_model(build_ensemble("clip", 1, {"width": 0.25, "hidden": 8}, reward_std=0.05,

@@ -96,6 +96,26 @@ def test_weighted_top_k_vote_matches_brute_force(weights):
             assert curve.per_problem[p, j] == pytest.approx(brute(a, s, c, N, rule, k=3), abs=1e-12)
 
 
+def test_top_k_vote_is_the_papers_plain_majority_among_the_top_k():
+    # GSM8K (arXiv 2110.14168, "Test Time Compute", Figure 7): the verifier's top k vote, one vote each.
+    # Here the top 3 of the pool are answer 1 (score 0.9, correct) and answer 2 twice (0.3 each, wrong): the
+    # majority picks 2, a score-weighted vote picks 1 (0.9 > 0.6), so the two rules give opposite credit.
+    pool = V.SamplePool.from_arrays([[1, 2, 2, 3]], [[0.9, 0.3, 0.3, 0.1]], [[1, 0, 0, 0]])
+    curves = V.selection_curves(pool, [4], k=3)
+    assert curves["top_k_vote"].mean[0] == 0.0
+    assert curves["weighted_top_k"].mean[0] == 1.0
+    assert curves["top_k_vote"].params["weights"] == "uniform"
+    pool = make_pool(7, tied_scores=False)
+    ns = list(range(1, 8))
+    paper = V.top_k_vote_accuracy(pool, ns, k=3, method="enumerate")
+    for p in range(pool.n_problems):
+        a, s, c = pool.answers[p].tolist(), pool.scores[p].tolist(), pool.correct[p].tolist()
+        for j, N in enumerate(ns):
+            assert paper.per_problem[p, j] == pytest.approx(brute(a, s, c, N, "majority", k=3), abs=1e-12)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        V.top_k_vote_accuracy(pool, ns, k=0)
+
+
 def test_monte_carlo_agrees_with_enumeration_and_is_seeded():
     pool = make_pool(4, P=3, M=8, tied_scores=False)
     ns = [2, 3, 4, 5]
@@ -116,13 +136,13 @@ def test_monte_carlo_agrees_with_enumeration_and_is_seeded():
 def test_curve_summary_and_standard_errors():
     pool = make_pool(5, P=6)
     curves = V.selection_curves(pool, [1, 3, 7], k=2, n_subsets=50)
-    assert set(curves) == {"random", "top1", "majority", "weighted_top_k"}
+    assert set(curves) == {"random", "top1", "majority", "top_k_vote", "weighted_top_k"}
     for c in curves.values():
         np.testing.assert_allclose(c.mean, c.per_problem.mean(axis=0))
         np.testing.assert_allclose(c.stderr, c.per_problem.std(axis=0, ddof=1) / math.sqrt(6))
         assert [r["n"] for r in c.rows()] == [1, 3, 7]
     # N = 1: every rule is one random sample
-    for name in ("top1", "majority", "weighted_top_k"):
+    for name in ("top1", "majority", "top_k_vote", "weighted_top_k"):
         assert curves[name].mean[0] == pytest.approx(curves["random"].mean[0])
 
 

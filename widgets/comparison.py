@@ -34,11 +34,7 @@ box (Escape leaves it). In JupyterLab, click the widget first so the notebook do
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import queue
-import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -47,299 +43,28 @@ import numpy as np
 import panel as pn
 import param
 
+from widgets.choice_bar import (
+    PAIR_ACTIONS,
+    RANKING_ACTIONS,
+    UNDO_ACTION,
+    ChoiceBar,
+    _buttons,
+    _key_hint,
+    choice_for_scale,
+    graded_actions,
+)
+from widgets.clip_sprites import (
+    _EPISODES,
+    _PREFETCH,
+    _SPRITES,
+    CLIP_CSS,
+    PREFETCH_ITEMS,
+    clip_html,
+    sprite_sheet,
+)
+from widgets.safe_text import TEXT_CSS, render_text
 from workbench.episodes.clips import CLIP_FPS, clip_frames
-from workbench.preferences.labels import GRADED_SCALE, AssignmentExpiredError
-
-SAFE_LINK_SCHEMES = ("http:", "https:", "mailto:")
-
-# action -> (button text, keys). Keys are KeyboardEvent.key values; the first is shown on the button.
-PAIR_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "left": ("Left better", ("1", "ArrowLeft")),
-    "right": ("Right better", ("2", "ArrowRight")),
-    "equal": ("Equal", ("3", "=")),
-    "cant_tell": ("Can't tell", ("4", "c")),
-    "skip": ("Skip", ("5", "s")),
-}
-GRADED_LABELS = GRADED_SCALE  # WebGPT's 7 points; "A" = the left item as shown
-RANKING_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ranked": ("Submit ranking", ("Enter",)),
-    "cant_tell": ("Can't tell", ("c",)),
-    "skip": ("Skip", ("s",)),
-}
-UNDO_ACTION = ("undo", "Undo last", ("u",))
-KEY_NAMES = {"ArrowLeft": "←", "ArrowRight": "→", "Enter": "Enter"}
-
-
-# ---- safe text ----------------------------------------------------------------------------------
-
-_MARKDOWN = None
-
-
-def safe_link(url: str) -> bool:
-    """Links allowed in rendered Markdown: http(s), mailto, and relative ones (no scheme at all)."""
-    url = "".join(url.split()).lower()  # browsers ignore whitespace/control characters in schemes
-    return url.startswith(SAFE_LINK_SCHEMES) or ":" not in url.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-
-
-def _markdown():
-    global _MARKDOWN
-    if _MARKDOWN is None:
-        from markdown_it import MarkdownIt
-
-        md = MarkdownIt("commonmark", {"html": False})  # raw HTML in the source is shown escaped
-        md.disable("image")  # no remote images (they would load from arbitrary hosts)
-        md.validateLink = safe_link
-
-        def link_open(renderer, tokens, idx, options, env):
-            tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
-            tokens[idx].attrSet("target", "_blank")
-            return renderer.renderToken(tokens, idx, options, env)
-
-        md.add_render_rule("link_open", link_open)
-        _MARKDOWN = md
-    return _MARKDOWN
-
-
-def render_markdown(text: str) -> str:
-    """Markdown -> HTML with raw HTML escaped, no images, and only http(s)/mailto/relative links."""
-    return _markdown().render(str(text))
-
-
-def render_text(text: str, markdown: bool = False) -> str:
-    """User text as HTML: escaped plain text (line breaks kept), or safe Markdown."""
-    if markdown:
-        return f'<div class="wb-md">{render_markdown(text)}</div>'
-    return f'<div class="wb-plain">{html.escape(str(text))}</div>'
-
-
-# ---- clips ----------------------------------------------------------------------------------------
-
-def sprite_sheet(frames: np.ndarray, *, display_px: int) -> tuple[str, bool]:
-    """(data URI, pixelated) of the frames stacked vertically in one image.
-
-    Small frames (the 64x64 observations) are kept exact (PNG) and scaled up by the browser with crisp
-    pixels; large renders are scaled to ``display_px`` here and sent as JPEG (a 25-frame 512x512 PNG
-    would be megabytes)."""
-    from PIL import Image
-
-    frames = np.asarray(frames, dtype=np.uint8)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got shape {frames.shape}")
-    length, height, width, _ = frames.shape
-    buffer = io.BytesIO()
-    if max(height, width) <= 128:
-        Image.fromarray(frames.reshape(length * height, width, 3)).save(buffer, format="PNG", compress_level=1)
-        mime, pixelated = "image/png", True
-    else:
-        # Shrink by an integer factor (a fast box filter) to about display_px; the browser scales the rest.
-        factor = max(1, round(width / display_px))
-        h, w = height - height % factor, width - width % factor
-        sheet = Image.fromarray(np.ascontiguousarray(frames[:, :h, :w]).reshape(length * h, w, 3))
-        if factor > 1:
-            sheet = sheet.reduce(factor)
-        sheet.save(buffer, format="JPEG", quality=88)
-        mime, pixelated = "image/jpeg", False
-    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}", pixelated
-
-
-def clip_html(uri: str, length: int, *, fps: int, display_px: int, pixelated: bool, side: str) -> str:
-    """A box showing one clip as a CSS sprite animation (see the module docstring)."""
-    style = [f"width:{display_px}px", f"height:{display_px}px", f"background-image:url('{uri}')",
-             f"background-size:{display_px}px {display_px * length}px", "background-repeat:no-repeat",
-             "background-position:0 0"]
-    if pixelated:
-        style.append("image-rendering:pixelated")
-    if length > 1:
-        # steps(L, jump-none) from 0% to 100%: L positions 0, 1/(L-1), ..., 1 = frames 0..L-1, each 1/fps s.
-        style.append(f"animation:wb-clip-play {length / fps:.6g}s steps({length}, jump-none) infinite")
-    return f'<div class="wb-clip wb-clip-{side}" style="{";".join(style)}"></div>'
-
-
-CLIP_CSS = ("<style>@keyframes wb-clip-play{from{background-position:0 0}to{background-position:0 100%}}"
-            ".wb-clip{border:1px solid #ccc;border-radius:4px}</style>")
-TEXT_CSS = ("<style>.wb-plain{white-space:pre-wrap;overflow-wrap:anywhere}"
-            ".wb-box{border:1px solid #ccc;border-radius:6px;padding:8px 12px;margin:4px;background:#fff}"
-            ".wb-side{font-weight:600;color:#555;margin-bottom:4px}.wb-prompt{background:#f6f6f6}"
-            ".wb-pair{display:flex;gap:12px;align-items:stretch}.wb-pair>.wb-box{flex:1 1 0;min-width:0}</style>")
-
-
-class _SharedLru:
-    """A small thread-safe LRU cache shared by the widgets of one server process (sprites are immutable:
-    an episode's frames never change once saved)."""
-
-    def __init__(self, max_items: int):
-        self.max_items = max_items
-        self._data: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_items:
-                self._data.popitem(last=False)
-
-
-_SPRITES = _SharedLru(256)  # about 10-300 KB each
-
-
-class _SpritePrefetcher:
-    """One background thread per process that encodes the sprite sheets of the clips labelers are about to
-    see (the next items in the queue, which hands items out in id order), so a click finds them ready.
-    Decoding 2 x 25 frames of the 512x512 render costs a few hundred ms; a 64x64 sheet costs ~1 ms and is
-    never prefetched."""
-
-    def __init__(self, max_episodes: int = 4):
-        self._queue: queue.Queue = queue.Queue()
-        self._pending: set = set()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._episodes: OrderedDict = OrderedDict()  # the worker's own readers (HiresFrames is not thread-safe)
-        self._max_episodes = max_episodes
-
-    def request(self, key: tuple, rollouts, ref: dict, hires: bool, display_px: int) -> None:
-        with self._lock:
-            if key in self._pending or _SPRITES.get(key) is not None:
-                return
-            self._pending.add(key)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="clip-sprite-prefetch", daemon=True)
-                self._thread.start()
-        self._queue.put((key, rollouts, ref, hires, display_px))
-
-    def _episode(self, rollouts, episode_id: str, hires: bool):
-        key = (str(getattr(rollouts, "root", "")), episode_id, hires)
-        episode = self._episodes.get(key)
-        if episode is None:
-            episode = self._episodes[key] = rollouts.load(episode_id, hires=hires)
-            while len(self._episodes) > self._max_episodes:
-                _, old = self._episodes.popitem(last=False)
-                if getattr(old, "hires", None) is not None:
-                    old.hires.close()
-        self._episodes.move_to_end(key)
-        return episode
-
-    def _run(self) -> None:
-        while True:
-            key, rollouts, ref, hires, display_px = self._queue.get()
-            try:
-                if _SPRITES.get(key) is None:
-                    frames = clip_frames(self._episode(rollouts, ref["episode_id"], hires), ref, hires=hires)
-                    uri, pixelated = sprite_sheet(frames, display_px=display_px)
-                    _SPRITES.put(key, (uri, pixelated, len(frames)))
-            except Exception:  # a prefetch is only a hint: the click path renders (and reports) it anyway
-                pass
-            finally:
-                with self._lock:
-                    self._pending.discard(key)
-
-
-_PREFETCH = _SpritePrefetcher()
-PREFETCH_ITEMS = 12  # items ahead of the one on screen whose clips are encoded in the background
-_EPISODES = _SharedLru(64)  # low-resolution episodes (12 KB per step)
-
-
-# ---- the keyboard/button bar (client side) ---------------------------------------------------------
-
-class ChoiceBar(pn.custom.JSComponent):
-    """Buttons with their shortcuts; a click or a key sends ``{"action", "assignment_id"}`` to Python.
-
-    The keydown listener is on the document, skips events from text fields, selects and editable elements
-    (and repeats / modifier combinations), and is removed when the component is."""
-
-    buttons = param.List(default=[], doc="[{'action': str, 'label': str, 'keys': [str, ...]}, ...]")
-    assignment_id = param.Integer(default=-1, doc="The assignment on screen (-1: none).")
-    disabled_actions = param.List(default=[], doc="Actions whose buttons are disabled.")
-
-    _esm = """
-function isTyping(e) {
-  const t = (e.composedPath && e.composedPath()[0]) || e.target;
-  if (!t || !t.tagName) return false;
-  const tag = t.tagName.toLowerCase();
-  if (tag === "textarea" || tag === "select" || t.isContentEditable) return true;
-  if (tag === "input") {
-    const type = (t.type || "text").toLowerCase();
-    return !["checkbox", "radio", "button", "submit", "reset", "range"].includes(type);
-  }
-  return false;
-}
-
-export function render({ model, el }) {
-  const bar = document.createElement("div");
-  bar.className = "wb-choice-bar";
-  bar.style.display = "flex";
-  bar.style.flexWrap = "wrap";
-  bar.style.gap = "6px";
-  el.setAttribute("data-lm-suppress-shortcuts", "true");
-
-  function send(action) {
-    model.send_msg({ action: action, assignment_id: model.assignment_id });
-  }
-  function draw() {
-    bar.replaceChildren();
-    for (const b of model.buttons) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "wb-choice wb-choice-" + b.action;
-      button.dataset.action = b.action;
-      button.textContent = b.label;  // text, never HTML
-      button.disabled = model.disabled_actions.includes(b.action);
-      button.style.padding = "6px 12px";
-      button.style.fontSize = "14px";
-      button.style.cursor = "pointer";
-      button.addEventListener("click", () => send(b.action));
-      bar.appendChild(button);
-    }
-  }
-  function onKey(e) {
-    const path = (e.composedPath && e.composedPath()) || [];
-    if (e.key === "Escape" && isTyping(e) && path[0] && path[0].blur) { path[0].blur(); return; }
-    if (e.repeat || e.ctrlKey || e.metaKey || e.altKey || isTyping(e)) return;
-    for (const b of model.buttons) {
-      if (b.keys.includes(e.key) && !model.disabled_actions.includes(b.action)) {
-        e.preventDefault();
-        e.stopPropagation();
-        send(b.action);
-        return;
-      }
-    }
-  }
-  document.addEventListener("keydown", onKey);
-  model.on("remove", () => document.removeEventListener("keydown", onKey));
-  model.on(["buttons", "disabled_actions"], draw);
-  draw();
-  return bar;
-}
-"""
-
-
-def _key_hint(keys: tuple[str, ...]) -> str:
-    return " / ".join(KEY_NAMES.get(k, k) for k in keys)
-
-
-def _buttons(actions: dict[str, tuple[str, tuple[str, ...]]]) -> list[dict]:
-    return [{"action": a, "label": f"{text} [{_key_hint(keys)}]", "keys": list(keys)}
-            for a, (text, keys) in actions.items()]
-
-
-def graded_actions() -> dict[str, tuple[str, tuple[str, ...]]]:
-    actions = {f"scale:{value}": (label, (str(i + 1),))
-               for i, (value, label) in enumerate(zip(range(-3, 4), GRADED_LABELS))}
-    actions["cant_tell"] = PAIR_ACTIONS["cant_tell"][0], ("c",)
-    actions["skip"] = PAIR_ACTIONS["skip"][0], ("s",)
-    return actions
-
-
-def choice_for_scale(scale: int) -> str:
-    """The choice implied by a graded answer as shown (negative = left better)."""
-    return "left" if scale < 0 else "right" if scale > 0 else "equal"
+from workbench.preferences.labels import AssignmentExpiredError
 
 
 class ComparisonWidget(pn.viewable.Viewer):

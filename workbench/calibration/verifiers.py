@@ -8,8 +8,10 @@ samples the curves give the expected accuracy of:
 - ``random``: one random sample (flat in N; the generator's accuracy),
 - ``top1``: the verifier's top-ranked sample among N (the paper's selection rule),
 - ``majority``: a majority vote over the final answers of the N samples,
-- ``weighted_top_k``: a vote over the verifier's top k of the N samples, each weighted by its score (the
-  paper found voting among the top-ranked samples helps further).
+- ``top_k_vote``: the paper's top-k voting (its "Test Time Compute" experiments, Figure 7): a plain
+  majority vote over the final answers of the verifier's top k of the N samples (:func:`top_k_vote_accuracy`),
+- ``weighted_top_k``: a variant, not the paper's: the same top k, each vote weighted by its verifier score
+  (:func:`weighted_vote_accuracy`).
 
 Each is estimated WITHOUT the bias of drawing one N-subset: it is the average over all C(M, N) subsets of the
 pool, computed
@@ -44,7 +46,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["SamplePool", "SelectionCurve", "top1_weights", "random_sample_accuracy", "top1_accuracy",
-           "majority_vote_accuracy", "weighted_vote_accuracy", "selection_curves", "DemoResult", "demo"]
+           "majority_vote_accuracy", "top_k_vote_accuracy", "weighted_vote_accuracy", "selection_curves", "DemoResult",
+           "demo"]
 
 
 # ------------------------------------------------------------------------------------------------ the pool
@@ -274,30 +277,47 @@ def majority_vote_accuracy(pool: SamplePool, ns, *, n_subsets: int = 1000, seed:
                        method=method)
 
 
-def weighted_vote_accuracy(pool: SamplePool, ns, *, k: int = 10, weights: str = "score", n_subsets: int = 1000,
-                           seed: int = 0, method: str = "auto") -> SelectionCurve:
-    """Vote among the verifier's top ``k`` of N samples (all N when N <= k), each vote weighted by its score
-    (``weights="score"``; scores must then be non-negative, e.g. probabilities) or counted once
-    (``weights="uniform"``: majority vote among the top k). Ties: 1/t credit. Subsets as
-    :func:`majority_vote_accuracy`."""
-    if weights not in ("score", "uniform"):
-        raise ValueError(f"weights must be 'score' or 'uniform'; got {weights!r}")
+def _check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}")
+    return int(k)
+
+
+def top_k_vote_accuracy(pool: SamplePool, ns, *, k: int = 10, n_subsets: int = 1000, seed: int = 0,
+                        method: str = "auto") -> SelectionCurve:
+    """GSM8K's top-k voting (Cobbe et al. 2021, arXiv 2110.14168, "Test Time Compute", Figure 7): the verifier
+    ranks the N samples and its top ``k`` (all N when N <= k) take a plain majority vote on the final answer,
+    one vote each. Ties: 1/t credit. Subsets as :func:`majority_vote_accuracy`. The score-weighted variant is
+    :func:`weighted_vote_accuracy`."""
+    k = _check_k(k)
+    return _vote_curve(f"top{k}_vote", pool, ns, k=k, weights="uniform", n_subsets=n_subsets, seed=seed,
+                       method=method)
+
+
+def weighted_vote_accuracy(pool: SamplePool, ns, *, k: int = 10, weights: str = "score", n_subsets: int = 1000,
+                           seed: int = 0, method: str = "auto") -> SelectionCurve:
+    """A variant of the paper's top-k voting (:func:`top_k_vote_accuracy`): vote among the verifier's top ``k``
+    of N samples (all N when N <= k), each vote weighted by its score (``weights="score"``; scores must then
+    be non-negative, e.g. probabilities) or counted once (``weights="uniform"``: the paper's rule). Ties: 1/t
+    credit. Subsets as :func:`majority_vote_accuracy`."""
+    if weights not in ("score", "uniform"):
+        raise ValueError(f"weights must be 'score' or 'uniform'; got {weights!r}")
+    k = _check_k(k)
     if weights == "score" and any((s < 0).any() for s in pool.scores):
         raise ValueError("weights='score' needs non-negative verifier scores (e.g. probabilities); "
                          "transform logits first or use weights='uniform'")
-    return _vote_curve(f"weighted_top{k}" if weights == "score" else f"majority_top{k}", pool, ns, k=int(k),
+    return _vote_curve(f"weighted_top{k}" if weights == "score" else f"top{k}_vote", pool, ns, k=k,
                        weights=weights, n_subsets=n_subsets, seed=seed, method=method)
 
 
 def selection_curves(pool: SamplePool, ns, *, k: int = 10, n_subsets: int = 1000, seed: int = 0,
                      ties: str = "random") -> dict[str, SelectionCurve]:
-    """All four curves: ``random``, ``top1``, ``majority`` and ``weighted_top_k`` (score-weighted vote among
-    the top ``k``)."""
+    """All five curves: ``random``, ``top1``, ``majority``, ``top_k_vote`` (the paper's majority vote among
+    the verifier's top ``k``) and ``weighted_top_k`` (the score-weighted variant)."""
     return {"random": random_sample_accuracy(pool, ns),
             "top1": top1_accuracy(pool, ns, ties=ties),
             "majority": majority_vote_accuracy(pool, ns, n_subsets=n_subsets, seed=seed),
+            "top_k_vote": top_k_vote_accuracy(pool, ns, k=k, n_subsets=n_subsets, seed=seed),
             "weighted_top_k": weighted_vote_accuracy(pool, ns, k=k, n_subsets=n_subsets, seed=seed)}
 
 

@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=int, default=None, help="env step of the checkpoint (default: latest)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
-    # ---- labels (workbench/preferences/labels.py; schema in docs/labels_schema.md) ----
+    # ---- labels (workbench/preferences/labels/; schema in docs/labels_schema.md) ----
     lb = sub.add_parser("labels", help="preference-label campaigns: import items, export labels, agreement stats")
     lsub = lb.add_subparsers(dest="labels_command", required=True)
     li = lsub.add_parser("import", help="add items from a JSONL file ({prompt, a, b, meta} or {prompt, responses, "
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--out", required=True)
     ls = lsub.add_parser("stats", help="progress and agreement statistics of a campaign")
     ls.add_argument("campaign")
-    # ---- reward models (workbench/preferences/reward.py; docs/reward_models.md) ----
+    # ---- reward models (workbench/preferences/reward/; docs/reward_models.md) ----
     rw = sub.add_parser("reward", help="reward models from a labeling campaign's comparisons")
     rwsub = rw.add_subparsers(dest="reward_command", required=True)
     rwt = rwsub.add_parser("train", help="train a reward-model ensemble on a campaign; prints the run id")
