@@ -101,7 +101,7 @@ class LocalExecutor(Executor):
         log_path = self.log_dir / (re.sub(r"[^A-Za-z0-9_.=,-]+", "_", job.name)[:200] + ".log")
         argv = [sys.executable, "-m", "workbench.studies.worker", "--store", str(self.store.root),
                 "--job", job.job_path, "--name", job.name, "--settings", json.dumps(job.settings),
-                "--threads", str(self.threads), "--parent", str(os.getpid())]
+                "--parent", str(os.getpid())]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         with open(log_path, "ab") as log:

@@ -1,7 +1,9 @@
 """One study job in its own OS process (the local executor starts these):
 
     python -m workbench.studies.worker --store ROOT --job MODULE:FUNCTION --name RUN_NAME --settings JSON \
-        --threads N --parent PID
+        --parent PID
+
+Its CPU threads are set by the executor through OMP_NUM_THREADS (which torch follows).
 
 Prints the run id last. Exit status: 0 the run finished, 3 it stopped (SIGTERM: it checkpointed first), 1 the
 job failed (the traceback is in the output). The process asks the kernel for SIGTERM when its parent (the
@@ -36,14 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--settings", required=True)
-    parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--parent", type=int, default=0)
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     from workbench.storage.runs import RunStore
     from workbench.studies.spec import resolve_job
 
