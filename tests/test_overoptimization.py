@@ -224,3 +224,26 @@ def test_procgen_clips_prompt_is_a_level(tmp_path):
     run_point(study, study.points()[0], tmp_path)
     (record,) = load_records("coinrun-clips", tmp_path)
     assert record["bon"]["n"] == [1, 2, 4, 8] and len(record["bon"]["variants"]["mean"]["gold"]) == 2
+
+
+@pytest.mark.slow
+def test_sweep_machinery_runs_the_overoptimization_kind(tmp_path):
+    """A study spec of kind "overoptimization" runs its points as worker processes (two at once, sharing one
+    pi_init) and the records come back in the store."""
+    from workbench.storage.runs import RunStore
+    from workbench.studies import overoptimization  # noqa: F401  (registers the job kind)
+    from workbench.studies.executors import LocalExecutor
+    from workbench.studies.overoptimization import load_records
+    from workbench.studies.spec import StudySpec
+    from workbench.studies.sweep import run_study
+
+    base = {"name": "swept", "proxy_sizes": [[0.0625, 8], [0.125, 8]], "label_counts": [8], "heldout_pairs": 4,
+            "members": 2, "rm_steps": 2, "prompts": 2, "bon_samples": 12, "bon_n_max": 8, "rl_variants": [],
+            "bootstrap": 50, "proxy_hidden": 8, "labels": 8}
+    spec = StudySpec(name="overopt-sweep", algo=None, kind="overoptimization", base=base,
+                     axes={"proxy_width": [0.0625, 0.125], "seed": [0]})
+    report = run_study(spec, str(tmp_path), LocalExecutor(str(tmp_path), parallel=2), log=lambda *_: None)
+    assert report.status == "finished", [p.error for p in report.points]
+    records = load_records("swept", tmp_path)
+    assert sorted(r["point"]["proxy_width"] for r in records) == [0.0625, 0.125]
+    assert [r.name for r in RunStore(tmp_path).list_runs()].count("swept pi_init") == 1

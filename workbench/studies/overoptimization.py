@@ -31,6 +31,7 @@ RunStore (algo ``overoptimization``) and its record ``<store>/overoptimization/<
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import re
 from dataclasses import dataclass, field
@@ -163,11 +164,18 @@ def write_json(path: Path, value) -> Path:
 # ---- setup shared by the points of a study --------------------------------------------------------------
 def prepare(study: OveroptimizationStudy, store_root=None) -> dict:
     """pi_init (a run with one checkpoint) and the gold reward model, made once per study and reused."""
+    base = results_dir(store_root) / study.name
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / "setup.lock", "a") as lock:  # points running in parallel processes make it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _prepare(study, store_root, base)
+
+
+def _prepare(study: OveroptimizationStudy, store_root, base: Path) -> dict:
     from workbench.preferences.reward import load_reward_model, save_reward_model
     from workbench.rl.policy import ImpalaCNN
 
     store = RunStore(store_root)
-    base = results_dir(store_root) / study.name
     state_path = base / "setup.json"
     setup = json.loads(state_path.read_text()) if state_path.exists() else {}
     if "init_run" not in setup:
