@@ -19,7 +19,8 @@ The synthetic setup, end to end:
    unbiased estimator over all C(N, n) subsets (:mod:`workbench.preferences.best_of_n`) for n = 1, 2, 4, ...,
    ``bon_n_max`` (< N), KL = log n - (n - 1)/n.
 6. RL against each proxy: ``ppo-rm`` (:mod:`workbench.preferences.rlhf`) with the per-step KL penalty at each of
-   ``rl_kl_coefs``, logging gold, proxy and KL per iteration (per episode: KL of the trajectory distributions).
+   ``rl_kl_coefs``, logging gold, proxy and KL per iteration (on the per-response scale: response_length x the
+   per-step means; the KL of a trajectory is the sum of its steps' KLs).
 
 Scores are shifted so that pi_init scores 0 (best-of-n: n = 1; RL: the first iteration, whose rollouts come
 from pi_init). Every point of the grid (proxy size x label count x seed) is one job
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 
 from workbench.preferences.best_of_n import best_of_n_estimates, kl_best_of_n
+from workbench.preferences.rlhf import RewardModelHook
 from workbench.storage.durable import atomic_write
 from workbench.storage.runs import RunStore
 from workbench.studies.overoptimization_data import (
@@ -266,24 +268,16 @@ def rl_record(study: OveroptimizationStudy, setup: dict, step_reward_fn, gold_mo
             "gold": (gold - gold[0]).tolist(), "proxy": (proxy - proxy[0]).tolist(), "gold_baseline": float(gold[0])}
 
 
-def _gold_model_hook_class():
-    from workbench.preferences.rlhf import RewardModelHook
+class GoldModelHook(RewardModelHook):
+    """The RL hook with a gold reward model's per-step reward in place of the env reward as the logged gold."""
 
-    class _GoldModelHook(RewardModelHook):
-        """The RL hook with a gold reward model in place of the env reward as the logged gold."""
+    def __init__(self, config, step_reward_fn, *, store, gold_fn):
+        super().__init__(config, step_reward_fn, store=store)
+        self.gold_fn = gold_fn
 
-        def __init__(self, config, step_reward_fn, *, store, gold_fn):
-            super().__init__(config, step_reward_fn, store=store)
-            self.gold_fn = gold_fn
-
-        def __call__(self, obs_t, out, env_reward, done):
-            gold = self.gold_fn(obs_t.cpu()).double().numpy()
-            return super().__call__(obs_t, out, gold, done)
-    return _GoldModelHook
-
-
-def GoldModelHook(config, step_reward_fn, *, store, gold_fn):
-    return _gold_model_hook_class()(config, step_reward_fn, store=store, gold_fn=gold_fn)
+    def __call__(self, obs_t, out, env_reward, done):
+        gold = self.gold_fn(obs_t.cpu()).double().numpy()
+        return super().__call__(obs_t, out, gold, done)
 
 
 # ---- one point of the grid, and the whole study ----------------------------------------------------------
