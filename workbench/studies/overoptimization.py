@@ -251,7 +251,8 @@ def rl_record(study: OveroptimizationStudy, setup: dict, step_reward_fn, gold_mo
                               update_epochs=study.rl_update_epochs,
                               width=study.policy_width, gamma=0.99, total_timesteps=steps, checkpoint_every=10_000,
                               seed=int(seed), bf16=False, device=study.device, cuda_graph=False,
-                              kl_coef=float(kl_coef), init_run=setup["init_run"], name=name)
+                              kl_coef=float(kl_coef), init_run=setup["init_run"], name=name,
+                              num_levels=0)  # Procgen: the whole level distribution, as the prompts
     if gold_model is None:
         hook = rlhf.RewardModelHook(config, step_reward_fn, store=store)
     else:
