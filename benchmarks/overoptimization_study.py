@@ -1,11 +1,11 @@
 """The CPU-scale reward-model overoptimization study (Gao, Schulman, Hilton 2022, arXiv 2210.10760) on the
 colour_choice toy task, and the deliberately flawed proxy that shows the rise and fall.
 
-    python benchmarks/overoptimization_study.py            # about 10-20 minutes on 2 CPU cores
+    python benchmarks/overoptimization_study.py            # about 7 minutes per seed on 2 CPU cores
     python benchmarks/overoptimization_study.py --tiny     # a smoke run of the same code (a minute)
 
 Prints: the machine; the flawed-proxy best-of-n curve and its fit, and RL against it at each KL coefficient; then for the learned proxies (3 sizes,
-3 label counts, 1 seed; gold = the env reward; best-of-n with N = 1536 per prompt, n up to 1024; RL with
+3 label counts, seeds 0 and 1 (`--seeds`); gold = the env reward; best-of-n with N = 1536 per prompt, n up to 1024; RL with
 KL coefficients 0, 0.02, 0.1 at the smallest label count) per proxy size alpha and beta with 95% bootstrap
 intervals, d* and the gold at the peak, the coefficient trends, the KL-penalty comparison and the ensemble
 variants. The tables are those of docs/overoptimization.md. Wall time is printed (the work itself is not a
@@ -44,7 +44,7 @@ from workbench.studies.overoptimization_fits import (
 )
 
 FULL = {"name": "cpu-study", "proxy_sizes": [[0.0625, 8], [0.125, 32], [0.25, 64]], "label_counts": [8, 32, 128],
-        "seeds": [0], "members": 3, "rm_steps": 40, "prompts": 3, "bon_samples": 1536, "bon_n_max": 1024,
+        "seeds": [0, 1], "members": 3, "rm_steps": 40, "prompts": 3, "bon_samples": 1536, "bon_n_max": 1024,
         "rl_kl_coefs": [0.0, 0.02, 0.1], "rl_variants": ["single"], "rl_label_counts": [8], "rl_iterations": 12,
         "bootstrap": 1000}
 TINY = {**FULL, "name": "tiny", "proxy_sizes": [[0.0625, 8], [0.125, 16]], "label_counts": [16, 64],
@@ -103,10 +103,14 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--store", default=None, help="run store root (default: a temporary directory)")
     parser.add_argument("--flawed-only", action="store_true", help="only the deliberately flawed proxy parts")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds of the learned-proxy study")
     args = parser.parse_args()
     machine_report()
     torch.set_num_threads(1)
-    settings = TINY if args.tiny else FULL
+    settings = dict(TINY if args.tiny else FULL)
+    if not args.tiny:
+        settings["seeds"] = [int(x) for x in args.seeds.split(",")]
+        settings["name"] = "cpu-study-seeds-" + "-".join(str(x) for x in settings["seeds"])
     study = OveroptimizationStudy.from_dict(settings)
     t0 = time.perf_counter()
     flawed_proxy(study)
