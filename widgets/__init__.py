@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from widgets.comparison import ComparisonWidget
     from widgets.hex_tab import HexTab
     from widgets.labeling import LabelingTab
+    from widgets.overoptimization_view import OveroptimizationView
     from widgets.reliability_diagram import ReliabilityDiagram
     from widgets.rollout_viewer import RolloutComparison, RolloutViewer
     from widgets.rollouts_tab import RolloutsTab
     from widgets.runs_table import RunsTable
+    from widgets.studies_tab import StudiesTab
     from widgets.training_monitor import TrainingMonitor
 
 # name -> module; each is imported on first use.
@@ -35,9 +37,12 @@ _LAZY = {
     "ReliabilityDiagram": "widgets.reliability_diagram",
     "CalibrationTab": "widgets.calibration_tab",
     "HexTab": "widgets.hex_tab",
+    "OveroptimizationView": "widgets.overoptimization_view",
+    "StudiesTab": "widgets.studies_tab",
 }
-__all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "ReliabilityDiagram",
-           "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor",
+__all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "OveroptimizationView",
+           "ReliabilityDiagram", "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable", "StudiesTab",
+           "TrainingMonitor",
            "build_app"]  # = sorted(_LAZY)
 
 

@@ -31,7 +31,9 @@ import panel as pn
 from widgets.calibration_tab import CalibrationTab
 from widgets.hex_tab import HexTab
 from widgets.labeling import LabelingTab
+from widgets.overoptimization_view import OveroptimizationView
 from widgets.rollouts_tab import RolloutsTab
+from widgets.studies_tab import StudiesTab
 from widgets.runs_table import RunsTable
 from widgets.training_monitor import TrainingMonitor
 from workbench.storage.runs import RunStore, default_root
@@ -46,6 +48,8 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Rollouts", RolloutsTab),
     ("Labeling", LabelingTab),
     ("Calibration", CalibrationTab),
+    ("Studies", StudiesTab),
+    ("Overoptimization", OveroptimizationView),
     ("Hex", HexTab),
 ]
 
