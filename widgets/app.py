@@ -33,8 +33,8 @@ from widgets.hex_tab import HexTab
 from widgets.labeling import LabelingTab
 from widgets.overoptimization_view import OveroptimizationView
 from widgets.rollouts_tab import RolloutsTab
-from widgets.studies_tab import StudiesTab
 from widgets.runs_table import RunsTable
+from widgets.studies_tab import StudiesTab
 from widgets.training_monitor import TrainingMonitor
 from workbench.storage.runs import RunStore, default_root
 

@@ -561,7 +561,10 @@ def record_run(run_id: str, *, checkpoint_step: int | None = None, episodes: int
                max_steps: int | None = None, progress: bool = False) -> list[str]:
     """Record a run's checkpoint (the latest by default) and save the episodes; returns their ids.
     ``levels="train"`` plays the run's training levels, ``"test"`` the whole level distribution."""
-    from workbench.rl.checkpoints import policy_checkpoint_problem, policy_from_checkpoint
+    from workbench.rl.checkpoints import (
+        policy_checkpoint_problem,
+        policy_from_checkpoint,
+    )
 
     store = RolloutStore(store_root)
     info = store.runs.get_run(run_id)

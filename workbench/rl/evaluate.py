@@ -125,7 +125,10 @@ def evaluate_run(run_id: str, *, levels: str = "test", episodes: int = 100, stor
     if levels not in LEVEL_SETS:
         raise ValueError(f"levels must be one of {LEVEL_SETS} (got {levels!r})")
     store = store or RunStore()
-    from workbench.rl.checkpoints import policy_checkpoint_problem, policy_from_checkpoint
+    from workbench.rl.checkpoints import (
+        policy_checkpoint_problem,
+        policy_from_checkpoint,
+    )
 
     info = store.get_run(run_id)
     cfg = info.config

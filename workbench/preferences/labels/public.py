@@ -14,7 +14,12 @@ from pathlib import Path
 
 from workbench.preferences.labels.formats import adapt_rows, read_rows
 from workbench.preferences.labels.records import UnknownCampaignError
-from workbench.preferences.labels.validation import _name, _payload_json, _validate_answer, validate_payload
+from workbench.preferences.labels.validation import (
+    _name,
+    _payload_json,
+    _validate_answer,
+    validate_payload,
+)
 from workbench.storage.durable import atomic_write
 
 TRL_LABELS = ("raw", "adjudicated")

@@ -90,7 +90,9 @@ class RewardConfig:
     @classmethod
     def from_overrides(cls, overrides: dict, base: "RewardConfig | None" = None) -> "RewardConfig":
         """A config with `overrides` (name -> value) applied; unknown names are a ValueError."""
-        from workbench.rl.algos.config_check import check_values  # names and types: the engines' shared check
+        from workbench.rl.algos.config_check import (
+            check_values,  # names and types: the engines' shared check
+        )
 
         return dataclasses.replace(base or cls(), **check_values(cls, overrides))
 
