@@ -53,7 +53,7 @@ def run_ranks(argv: list[str], nproc_per_node: int, *, env: dict | None = None) 
         child_env = {**(env or os.environ), RUN_ID_FILE_ENV: str(id_file),
                      "OMP_NUM_THREADS": (env or os.environ).get("OMP_NUM_THREADS", "1")}
         # Rank 0's stdout is the job's; torchrun's own log (and the other ranks' tracebacks) go to stderr.
-        proc = subprocess.run(torchrun_command(argv, nproc_per_node), env=child_env)
+        proc = subprocess.run(torchrun_command(argv, nproc_per_node), env=child_env, check=False)
         run_id = id_file.read_text().strip() if id_file.exists() else None
     return proc.returncode, run_id
 

@@ -103,7 +103,7 @@ def pooled_moments(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     mean = totals[1:1 + k] / total
     var = np.maximum(totals[1 + k:] / total - mean**2, 0.0)
     shape = batch.shape[1:]
-    return mean.reshape(shape), var.reshape(shape), int(round(total))
+    return mean.reshape(shape), var.reshape(shape), round(total)
 
 
 def pooled_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
