@@ -207,11 +207,14 @@ def cmd_resume(args, store) -> str:
     from workbench import registry
     from workbench.rl.algos.session import rewind
 
-    info = store.get_run(args.run)
+    from workbench.distributed import group
+
+    # Data-parallel: only rank 0 reads the store (the other ranks' machines need not share its folder).
+    info = group.broadcast_object(store.get_run(args.run) if group.is_writer() else None)
     if info.status == "running" and not info.died:
         raise ValueError(f"run {args.run} is running (pid {info.pid}); stop it before resuming")
     config = registry.config_from_run(info.algo, info.config)
-    if args.step is not None:
+    if args.step is not None and group.is_writer():
         rewind(store, args.run, args.step)
     return registry.train(config, store=store, run_id=args.run, progress=not args.no_progress)
 

@@ -14,6 +14,8 @@ envs in total with each worker's minibatch being 1/8 of its own 64 x 256 batch. 
 env count on one machine and minibatches are 1/`num_minibatches` of the whole batch, so
 `PPOConfig.paper("hard")` (256 envs, 8 minibatches of 8,192) has the same samples per gradient step as the
 4-worker reference (whose MPI-averaged gradients are also over 4 x 2,048 = 8,192 samples).
+Data-parallel (workbench.distributed, docs/distributed.md): `num_envs` stays the job's total, split across
+ranks, so the same config on 4 ranks is exactly the reference layout (per-worker minibatches of 2,048).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class PPOConfig:
     distribution_mode: str = "easy"
     num_levels: int = 200           # 200 easy / 500 hard; 0 = unrestricted (sample-efficiency protocol)
     start_level: int = 0
-    num_envs: int = 64              # total envs on this machine (paper hard mode: 4 workers x 64 = 256)
+    num_envs: int = 64              # total envs of the job, split across ranks (paper hard mode: 4 x 64 = 256)
     total_timesteps: int = 25_000_000
     # --- PPO (Procgen paper, Table/Appendix) ---
     num_steps: int = 256            # rollout length per env
