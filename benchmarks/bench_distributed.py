@@ -45,7 +45,7 @@ def run(ranks: int, args, store_root: str) -> tuple[float, float]:
            "--timesteps", str(args.num_envs * args.num_steps * args.iterations), "--no-progress",
            "--set", f"num_steps={args.num_steps}", "--set", "checkpoint_every=1000",
            "--nproc-per-node", str(ranks)]
-    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": str(max(1, args.threads // ranks))}
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": str(args.threads_per_rank)}
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
     wall = time.perf_counter() - t0
@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads shared by the ranks")
+    parser.add_argument("--threads-per-rank", type=int, default=1,
+                        help="OMP threads of each rank (1: no oversubscription on a busy 2-core machine)")
     args = parser.parse_args()
     peak = machine_report()
     config = PPOConfig(env=args.env, num_envs=args.num_envs, num_steps=args.num_steps, width=args.width,
@@ -81,7 +82,7 @@ def main() -> None:
             rate, wall = run(ranks, args, root)
             base = base or rate
             flops = rate * per_step
-            print(f"| {ranks} | {max(1, args.threads // ranks)} | {rate:,.0f} ({rate / base:.2f}x) | {wall:.1f} | "
+            print(f"| {ranks} | {args.threads_per_rank} | {rate:,.0f} ({rate / base:.2f}x) | {wall:.1f} | "
                   f"{flops / 1e9:.2f} G | {fraction_of_peak(flops, peak):.1%} |", flush=True)
 
 

@@ -99,16 +99,10 @@ def any_rank(flag: bool) -> bool:
     iteration (a rank leaving the loop alone would leave the others waiting in a collective)."""
     if not active():
         return flag
-    t = torch.tensor([float(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX) if dist.get_backend() == "gloo" else _all_reduce_on_device(t, "max")
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"  # NCCL: CUDA only
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
-
-
-def _all_reduce_on_device(t: torch.Tensor, op: str) -> None:
-    """NCCL reduces CUDA tensors only: reduce a copy on this rank's GPU."""
-    on_gpu = t.to(f"cuda:{torch.cuda.current_device()}")
-    dist.all_reduce(on_gpu, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
-    t.copy_(on_gpu.cpu())
 
 
 def shutdown() -> None:
