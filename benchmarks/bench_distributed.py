@@ -26,8 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from workbench.rl.algos.ppo import PPOConfig, make_policy  # noqa: E402
-from workbench.storage.runs import RunStore  # noqa: E402
+from workbench.rl.algos.ppo import PPOConfig, make_policy
+from workbench.storage.runs import RunStore
 
 
 def flops_per_env_step(config: PPOConfig) -> float:
