@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--record-every", type=int, default=0, metavar="K",
                     help="record one whole episode (with the 512x512 render) every K iterations (0 = off)")
     tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--nproc-per-node", type=_positive_int, default=1, metavar="K",
+                    help="data-parallel over K processes on this machine (torchrun; num_envs is the total, split "
+                         "across them; see docs/distributed.md)")
 
     ro = sub.add_parser("rollout", help="record whole episodes of a run's checkpoint (or of a random policy)")
     ro.add_argument("run", nargs="?", help="run id (omit with --random ENV)")
@@ -126,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("resume", help="continue a run from its newest intact checkpoint")
     rs.add_argument("run")
+    rs.add_argument("--nproc-per-node", type=_positive_int, default=1, metavar="K",
+                    help="data-parallel over K processes on this machine (as the run's `train`)")
     rs.add_argument("--step", type=int, default=None,
                     help="continue from the checkpoint at this env step instead (later ones are set aside, not deleted)")
     rs.add_argument("--no-progress", action="store_true")
@@ -217,11 +222,14 @@ def cmd_resume(args, store) -> str:
     from workbench import registry
     from workbench.rl.algos.session import rewind
 
-    info = store.get_run(args.run)
+    from workbench.distributed import group
+
+    # Data-parallel: only rank 0 reads the store (the other ranks' machines need not share its folder).
+    info = group.broadcast_object(store.get_run(args.run) if group.is_writer() else None)
     if info.status == "running" and not info.died:
         raise ValueError(f"run {args.run} is running (pid {info.pid}); stop it before resuming")
     config = registry.config_from_run(info.algo, info.config)
-    if args.step is not None:
+    if args.step is not None and group.is_writer():
         rewind(store, args.run, args.step)
     return registry.train(config, store=store, run_id=args.run, progress=not args.no_progress)
 
@@ -411,7 +419,13 @@ def cmd_reward(args, store) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if getattr(args, "nproc_per_node", 1) > 1:
+        from workbench.distributed import group
+
+        if not group.launched_by_torchrun():
+            return _launch_ranks(args, argv)
     import pickle
     import sqlite3
 
@@ -427,10 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "handler", None) is not None:
             return args.handler(args, store) or 0
-        if args.command == "train":
-            print(cmd_train(args, store))
-        elif args.command == "resume":
-            print(cmd_resume(args, store))
+        if args.command in ("train", "resume"):
+            from workbench.distributed import group
+
+            group.setup()  # a no-op unless torchrun started this process as one of several ranks
+            run_id = (cmd_train if args.command == "train" else cmd_resume)(args, store)
+            if group.is_writer():
+                print(run_id)
+            group.shutdown()
         elif args.command == "runs":
             cmd_runs(store)
         elif args.command == "eval":
@@ -450,6 +468,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (OSError, sqlite3.Error) as exc:  # a full disk, a read-only or locked store, a vanished file
         print(f"error: {_os_message(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _launch_ranks(args, argv: list[str]) -> int:
+    """`train`/`resume` with --nproc-per-node K: K ranks under torchrun, each running this command without it."""
+    from workbench.distributed import launch
+
+    returncode, run_id = launch.run_ranks(launch.without_flag(argv, "--nproc-per-node"), args.nproc_per_node)
+    if returncode != 0:
+        store_flag = f" --store {args.store}" if args.store else ""
+        print("error: " + launch.failure_message(returncode, run_id, args.nproc_per_node, store_flag), file=sys.stderr)
         return 2
     return 0
 

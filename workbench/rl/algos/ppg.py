@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from workbench.distributed import group, reduce
 from workbench.rl.algos.ppo import (
     EWMA_PRESET,
     PPOConfig,
@@ -158,6 +159,7 @@ def auxiliary_phase(policy: PolicyCore, value_net: PolicyCore | None, aux_optimi
                                 targets[rows].flatten(), config.beta_clone)
             aux_optimizer.zero_grad(set_to_none=True)
             (losses["joint_loss"] + losses["value_loss"]).backward()
+            reduce.average_gradients(params)  # each rank's own buffer, averaged gradients (PPG ppg.py L200)
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             aux_optimizer.step()
@@ -173,6 +175,7 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
     and `recorder`: as `ppo.train` (RL against a reward model; it sees the policy network)."""
     config.validate()
     check_recorder(config, recorder)
+    job_config, config = config, group.rank_config(config)  # data-parallel: this rank's share of the envs
     algo = "ppg-ewma" if config.proximal_policy == "ewma" else "ppg"
     torch.manual_seed(config.seed)
     if config.arch == "dual":
@@ -196,7 +199,7 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
         state["proximal_ewma"] = proximal.ewma
     if extension is not None:
         algo = extension.setup(algo, policy, state)
-    session = TrainingSession(algo, config, store=store, run_id=run_id, progress=progress, state=state)
+    session = TrainingSession(algo, job_config, store=store, run_id=run_id, progress=progress, state=state)
     session.recorder = recorder
     session.restore(policy.device)
 

@@ -14,6 +14,8 @@ envs in total with each worker's minibatch being 1/8 of its own 64 x 256 batch. 
 env count on one machine and minibatches are 1/`num_minibatches` of the whole batch, so
 `PPOConfig.paper("hard")` (256 envs, 8 minibatches of 8,192) has the same samples per gradient step as the
 4-worker reference (whose MPI-averaged gradients are also over 4 x 2,048 = 8,192 samples).
+Data-parallel (workbench.distributed, docs/distributed.md): `num_envs` stays the job's total, split across
+ranks, so the same config on 4 ranks is exactly the reference layout (per-worker minibatches of 2,048).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from workbench.distributed import group, reduce
 from workbench.rl.algos.config_check import check_config, config_from_dict
 from workbench.rl.algos.ewma import EWMAModel
 from workbench.rl.algos.losses import (
@@ -58,7 +61,7 @@ class PPOConfig:
     distribution_mode: str = "easy"
     num_levels: int = 200           # 200 easy / 500 hard; 0 = unrestricted (sample-efficiency protocol)
     start_level: int = 0
-    num_envs: int = 64              # total envs on this machine (paper hard mode: 4 workers x 64 = 256)
+    num_envs: int = 64              # total envs of the job, split across ranks (paper hard mode: 4 x 64 = 256)
     total_timesteps: int = 25_000_000
     # --- PPO (Procgen paper, Table/Appendix) ---
     num_steps: int = 256            # rollout length per env
@@ -219,8 +222,9 @@ def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutB
     obs = buf.obs.flatten(0, 1)
     actions, behavior_log_probs = buf.actions.flatten(), buf.log_probs.flatten()
     old_values, advantages, returns = buf.values.flatten(), advantages.flatten(), returns.flatten()
-    if config.advantage_norm == "batch":
-        advantages = normalize_advantages(advantages)
+    if config.advantage_norm == "batch":  # over every rank's batch in a data-parallel run (PPG code)
+        mean, std = reduce.pooled_mean_std(advantages)
+        advantages = (advantages - mean) / (std + 1e-8)
     elif config.advantage_norm == "ewma":
         advantage_normalizer.update(advantages)
         advantages = advantage_normalizer(advantages)
@@ -279,6 +283,7 @@ def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutB
                 weight = min(chunk_size, len(idx) - c) / len(idx)
                 chunk_loss(idx[c:c + chunk_size], adv[c:c + chunk_size], train_policy, train_value,
                            weight).backward()
+            reduce.average_gradients(params)  # data-parallel: the mean over ranks, clipped after (baselines)
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
@@ -301,6 +306,7 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
     (`workbench.registry.train` passes the episode recorder; the engine does not import the episode store)."""
     config.validate()
     check_recorder(config, recorder)
+    job_config, config = config, group.rank_config(config)  # data-parallel: this rank's share of the envs
     algo = "ppo-ewma" if config.proximal_policy == "ewma" else "ppo"
     torch.manual_seed(config.seed)
     core = make_policy(config)
@@ -316,7 +322,7 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
         state["proximal_ewma"] = proximal.ewma
     if extension is not None:
         algo = extension.setup(algo, core, state)
-    session = TrainingSession(algo, config, store=store, run_id=run_id, progress=progress, state=state)
+    session = TrainingSession(algo, job_config, store=store, run_id=run_id, progress=progress, state=state)
     session.recorder = recorder
     session.restore(core.device)
 
@@ -354,11 +360,12 @@ def end_iteration(session: TrainingSession, roller: Roller, config: PPOConfig, e
     if roller.reward_fn is not None:
         metrics.update(roller.reward_fn.end_iteration(session))
     t_end = time.perf_counter()
-    metrics.update(episode_metrics(episodes, config), steps_per_second=config.batch_size / (t_end - t_start),
+    job_batch = session.config.batch_size  # all ranks' steps in a data-parallel run
+    metrics.update(episode_metrics(episodes, config), steps_per_second=job_batch / (t_end - t_start),
                    rollout_seconds=t_collected - t_start, update_seconds=t_end - t_collected)
-    session.end_iteration(config.batch_size, metrics, postfix=dict(sps=f"{metrics['steps_per_second']:.0f}",
+    session.end_iteration(job_batch, metrics, postfix=dict(sps=f"{metrics['steps_per_second']:.0f}",
                                                                    ret=f"{roller.recent_mean_return():.2f}"))
-    if config.record_every and session.iteration % config.record_every == 0:
+    if config.record_every and session.iteration % config.record_every == 0 and session.writer:
         session.recorder(session, roller, config)
 
 

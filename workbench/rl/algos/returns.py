@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from workbench.distributed.reduce import pooled_mean_std, pooled_moments
+
 
 @torch.no_grad()
 def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
@@ -39,16 +41,22 @@ def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Ten
 
 class RunningMeanStd:
     """Mean and variance of a stream, merged batch by batch (Chan et al.'s parallel algorithm), with the
-    small prior count of baselines' RunningMeanStd (1e-4) so the first update is well defined."""
+    small prior count of baselines' RunningMeanStd (1e-4) so the first update is well defined.
+    `distributed=True`: each batch is pooled over every rank's batch (workbench.distributed.reduce), as the PPG
+    code's RunningMeanStd(distributed=True), so the moments are identical on every rank."""
 
-    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4, distributed: bool = False):
         self.mean = np.zeros(shape, np.float64)
         self.var = np.ones(shape, np.float64)
         self.count = epsilon
+        self.distributed = distributed
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch, np.float64)
-        b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        if self.distributed:
+            b_mean, b_var, b_count = pooled_moments(batch)
+        else:
+            b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
         delta = b_mean - self.mean
         total = self.count + b_count
         self.mean = self.mean + delta * b_count / total
@@ -77,7 +85,7 @@ class RewardNormalizer:
     def __init__(self, num_envs: int, gamma: float = 0.99, clip: float = 10.0, epsilon: float = 1e-8):
         self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
         self.ret = np.zeros(num_envs, np.float64)
-        self.ret_rms = RunningMeanStd()
+        self.ret_rms = RunningMeanStd(distributed=True)  # pooled over ranks in a data-parallel run
 
     def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
         self.ret = self.ret * self.gamma + rewards
@@ -118,8 +126,9 @@ class AdvantageNormalizer:
 
     def update(self, advantages: torch.Tensor) -> None:
         b = self.beta
-        self.m1 = b * self.m1 + (1 - b) * float(advantages.mean())
-        self.m2 = b * self.m2 + (1 - b) * float((advantages.double() ** 2).mean())
+        mean, std = pooled_mean_std(advantages.double())  # over every rank's batch in a data-parallel run
+        self.m1 = b * self.m1 + (1 - b) * float(mean)
+        self.m2 = b * self.m2 + (1 - b) * float(std**2 + mean**2)
         self.weight = b * self.weight + (1 - b)
 
     def __call__(self, advantages: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,12 @@ Resume semantics: the checkpoint holds every stateful object plus the torch RNG,
 step count. Metrics logged after the checkpoint are deleted on restore (they are about to be produced
 again), so each step appears once. Environment state is not checkpointed: a resumed run starts fresh
 episodes on a seed derived from the iteration (`env_seed`).
+
+Data-parallel runs (workbench.distributed, docs/distributed.md): `config` is the job's config; rank 0 alone
+writes the store (run record, metrics, checkpoints, heartbeat, status), creates the run and sends its id to the
+other ranks; on restore rank 0 reads the checkpoint and sends it to every rank, so all resume from the same one;
+then each rank gets its own action-sampling and shuffling seeds (`group.rank_seed`). A stop request on any rank
+stops every rank after the same iteration.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import threading
 import torch
 from tqdm.auto import tqdm
 
+from workbench.distributed import group, launch, reduce
 from workbench.storage.checkpoint_files import warn_damaged
 from workbench.storage.liveness import HEARTBEAT_S
 from workbench.storage.runs import RunStore
@@ -117,18 +124,21 @@ class TrainingSession:
                  progress: bool = True):
         self.algo, self.config, self.state = algo, config, state
         self.recorder = None  # records an episode every config.record_every iterations (engines set it)
-        self.store = store or RunStore()
-        if run_id is None:
+        self.writer = group.is_writer()  # rank 0 of a data-parallel run, or the only process
+        self.store = store if store is not None or not self.writer else RunStore()
+        if run_id is None and self.writer:
             run_id = self.store.create_run(algo=algo, env=config.env, config=dataclasses.asdict(config),
                                            name=config.name)
-        self.run_id = run_id
+        self.run_id = group.broadcast_object(run_id)
+        if self.writer:
+            launch.announce_run_id(self.run_id)
         self.iteration, self.global_step = 0, 0
         self.num_iterations = math.ceil(config.total_timesteps / config.batch_size)
         self._progress = progress
         self._stop = StopRequest()
         self._last_checkpoint_iteration = None
         self._tensorboard = None
-        if getattr(config, "tensorboard", False):
+        if getattr(config, "tensorboard", False) and self.writer:
             from workbench.storage.tensorboard import TensorBoardWriter
 
             self._tensorboard = TensorBoardWriter(self.store.root / "tensorboard" / run_id)
@@ -140,8 +150,17 @@ class TrainingSession:
         its file is renamed aside (`step_N.pt.damaged`, never deleted) so that the resumed run's own checkpoints
         replace it. Metrics after the restored step are dropped (they are produced again), as after a kill.
         (To resume from an earlier checkpoint, `rewind` first.)"""
-        if self.store.latest_checkpoint(self.run_id) is None:
-            return False
+        found = None
+        if self.writer and self.store.latest_checkpoint(self.run_id) is not None:
+            found = self._load_latest(map_location if group.world_size() == 1 else "cpu")
+        path, saved = group.broadcast_object(found) or (None, None)  # every rank resumes from rank 0's checkpoint
+        if saved is not None:
+            self._load_state(path, saved)
+        if group.world_size() > 1:
+            self._spread_ranks()
+        return saved is not None
+
+    def _load_latest(self, map_location):
         damaged = []
 
         def report(exc):
@@ -152,6 +171,9 @@ class TrainingSession:
                                                               check=self._checkpoint_problem)
         for later in damaged:
             self.store.set_aside_checkpoint(self.run_id, later, "damaged")
+        return str(path), saved
+
+    def _load_state(self, path: str, saved: dict) -> None:
         for name, obj in self.state.items():
             try:
                 obj.load_state_dict(saved["state"][name])
@@ -161,28 +183,40 @@ class TrainingSession:
         torch.set_rng_state(saved["torch_rng"].cpu())
         self.iteration, self.global_step = int(saved["iteration"]), int(saved["global_step"])
         self._last_checkpoint_iteration = self.iteration
-        self.store.truncate_metrics(self.run_id, after_step=self.global_step)
-        return True
+        if self.writer:
+            self.store.truncate_metrics(self.run_id, after_step=self.global_step)
+
+    def _spread_ranks(self) -> None:
+        """Data-parallel: identical weights on every rank (rank 0's, as the PPG code's sync_params), then this
+        rank's own seeds for action sampling and minibatch order, distinct per rank and per resume point."""
+        reduce.broadcast_parameters([obj for obj in self.state.values() if isinstance(obj, torch.nn.Module)])
+        seed = group.rank_seed(self.config.seed, self.iteration)
+        torch.manual_seed(seed)
+        for obj in self.state.values():
+            if isinstance(obj, GeneratorState):
+                obj.generator.manual_seed(seed)
 
     def _checkpoint_problem(self, saved) -> str | None:
         return resumable_problem(saved, self.state)
 
     def env_seed(self, seed: int) -> int:
         """Env seed for this (re)start: differs per resume point so a resumed run does not replay levels."""
-        return seed + 1_000_003 * self.iteration
+        return group.rank_seed(seed, self.iteration)  # also distinct per rank in a data-parallel run
 
     # ---- the loop ------------------------------------------------------------------------------------
     def __enter__(self) -> "TrainingSession":
-        self.store.set_status(self.run_id, "running", pid=os.getpid())
-        self._heartbeat = Heartbeat(self.store, self.run_id)
+        self._heartbeat = None
+        if self.writer:
+            self.store.set_status(self.run_id, "running", pid=os.getpid())
+            self._heartbeat = Heartbeat(self.store, self.run_id)
         self._stop.__enter__()
-        self._bar = tqdm(total=self.config.total_timesteps, initial=self.global_step, unit="step",
-                         unit_scale=True, desc=self.run_id, disable=not self._progress, dynamic_ncols=True)
+        self._bar = tqdm(total=self.config.total_timesteps, initial=self.global_step, unit="step", unit_scale=True,
+                         desc=self.run_id, disable=not (self._progress and self.writer), dynamic_ncols=True)
         return self
 
     @property
     def running(self) -> bool:
-        return self.iteration < self.num_iterations and not self._stop.requested
+        return self.iteration < self.num_iterations and not group.any_rank(self._stop.requested)
 
     @property
     def stop_requested(self) -> bool:
@@ -196,7 +230,8 @@ class TrainingSession:
         self.iteration += 1
         self.global_step += env_steps
         metrics = {**metrics, "iteration": self.iteration}
-        self.store.log_metrics(self.run_id, self.global_step, metrics)
+        if self.writer:
+            self.store.log_metrics(self.run_id, self.global_step, metrics)
         if self._tensorboard is not None:
             self._tensorboard.add_scalars(self.global_step, metrics)
         if self.iteration % self.config.checkpoint_every == 0:
@@ -206,6 +241,9 @@ class TrainingSession:
             self._bar.set_postfix(postfix)
 
     def checkpoint(self) -> None:
+        self._last_checkpoint_iteration = self.iteration
+        if not self.writer:
+            return  # every rank holds the same weights and statistics; rank 0 saves them
         self.store.save_checkpoint(self.run_id, self.global_step, {
             "state": {name: obj.state_dict() for name, obj in self.state.items()},
             "torch_rng": torch.get_rng_state(), "iteration": self.iteration, "global_step": self.global_step,
@@ -213,7 +251,8 @@ class TrainingSession:
         self._last_checkpoint_iteration = self.iteration
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._heartbeat.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self._stop.__exit__()
         self._bar.close()
         if self._tensorboard is not None:
@@ -224,4 +263,5 @@ class TrainingSession:
             status = "failed"  # state may be mid-update: keep the last good checkpoint
         else:
             status = "finished" if self.iteration >= self.num_iterations else "stopped"
-        self.store.set_status(self.run_id, status)
+        if self.writer:
+            self.store.set_status(self.run_id, status)
