@@ -220,9 +220,8 @@ def cmd_train(args, store) -> str:
 
 def cmd_resume(args, store) -> str:
     from workbench import registry
-    from workbench.rl.algos.session import rewind
-
     from workbench.distributed import group
+    from workbench.rl.algos.session import rewind
 
     # Data-parallel: only rank 0 reads the store (the other ranks' machines need not share its folder).
     info = group.broadcast_object(store.get_run(args.run) if group.is_writer() else None)
