@@ -66,7 +66,7 @@ def test_logged_compute_matches_what_training_executed(tmp_path, engine, config)
     with FlopCounterMode(display=False) as counter:
         run_id = engine.train(config, store=store, progress=False)
     measured = counter.get_total_flops()
-    steps, logged = store.metric_series(run_id, COMPUTE_METRIC)
+    _, logged = store.metric_series(run_id, COMPUTE_METRIC)
     assert len(logged) == 2 and logged[0] < logged[1]
     assert measured * 0.97 <= logged[-1] <= measured * 1.15, (logged[-1], measured)
     _, params = store.metric_series(run_id, PARAMS_METRIC)

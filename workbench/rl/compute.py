@@ -151,7 +151,7 @@ class TrainingCompute:
         return {COMPUTE_METRIC: self.total, PARAMS_METRIC: float(self.param_count),
                 FLOPS_PER_OBS_METRIC: float(self.policy_flops)}
 
-    def resume(self, session) -> "TrainingCompute":
+    def resume(self, session) -> TrainingCompute:
         """Continue the count of a resumed run from its last logged value (metrics after the checkpoint
         were truncated on restore)."""
         if session.global_step > 0:

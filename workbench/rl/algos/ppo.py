@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from workbench.rl.algos.ewma import EWMAModel
-from workbench.rl.compute import TrainingCompute, end_iteration_compute
 from workbench.rl.algos.losses import (
     clipped_policy_loss,
     decoupled_policy_loss,
@@ -43,6 +42,7 @@ from workbench.rl.algos.returns import (
 )
 from workbench.rl.algos.rollout import Roller, RolloutBuffer
 from workbench.rl.algos.session import GeneratorState, TrainingSession
+from workbench.rl.compute import TrainingCompute, end_iteration_compute
 from workbench.rl.env_registry import make_vec_env, normalized_return_or_nan
 from workbench.rl.policy import ImpalaCNN, PolicyCore
 from workbench.storage.runs import RunStore
