@@ -238,3 +238,13 @@ def test_episode_stats_is_a_frozen_record():
     stats = EpisodeStats(env_index=1, ret=2.5, length=10, level_seed=None)
     with pytest.raises(AttributeError):
         stats.ret = 3.0
+
+
+def test_making_an_env_prints_no_gym_deprecation_banner():
+    import subprocess
+    import sys
+
+    code = "from workbench.rl.envs import ProcgenVecEnv; ProcgenVecEnv('coinrun', num_envs=1).close()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Gym has been unmaintained" not in out.stderr and "gymnasium" not in out.stderr.lower()

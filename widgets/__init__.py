@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from widgets.rollout_viewer import RolloutComparison, RolloutViewer
     from widgets.rollouts_tab import RolloutsTab
     from widgets.runs_table import RunsTable
+    from widgets.studies_tab import StudiesTab
     from widgets.training_monitor import TrainingMonitor
 
 # name -> module; each is imported on first use.
@@ -31,9 +32,10 @@ _LAZY = {
     "LabelingTab": "widgets.labeling",
     "ReliabilityDiagram": "widgets.reliability_diagram",
     "CalibrationTab": "widgets.calibration_tab",
+    "StudiesTab": "widgets.studies_tab",
 }
 __all__ = ["CalibrationTab", "ComparisonWidget", "LabelingTab", "ReliabilityDiagram", "RolloutComparison",
-           "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor", "build_app"]  # = sorted(_LAZY)
+           "RolloutViewer", "RolloutsTab", "RunsTable", "StudiesTab", "TrainingMonitor", "build_app"]  # = sorted(_LAZY)
 
 
 def __getattr__(name: str):

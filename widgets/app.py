@@ -31,6 +31,7 @@ import panel as pn
 from widgets.calibration_tab import CalibrationTab
 from widgets.labeling import LabelingTab
 from widgets.rollouts_tab import RolloutsTab
+from widgets.studies_tab import StudiesTab
 from widgets.runs_table import RunsTable
 from widgets.training_monitor import TrainingMonitor
 from workbench.storage.runs import RunStore, default_root
@@ -45,6 +46,7 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Rollouts", RolloutsTab),
     ("Labeling", LabelingTab),
     ("Calibration", CalibrationTab),
+    ("Studies", StudiesTab),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).

@@ -25,7 +25,7 @@ import time
 # Each domain's subcommands live in their own module, workbench/cli/<domain>.py, with
 # `add_parsers(sub)` (adds its subparsers, each with set_defaults(handler=...)) and handlers
 # `handler(args, store) -> int | None`. Adding a domain's commands is one line here.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("studies",)
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")  # = workbench.registry.ALGOS (checked by a test)
 RM_ALGOS = ("ppo-rm", "ppg-rm")  # = registry.RM_ALGOS: against a reward model, e.g. --set reward_model=PATH
@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--episodes", type=_positive_int, default=100, help="evaluation episodes per level set")
     bm.add_argument("--out", default="benchmark-results", help="folder for table.csv, table.md, scores.json")
     bm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override per run")
+    bm.add_argument("--study", default=None, help="the study's name (default: derived from the settings; "
+                                                  "re-running the same command continues it)")
+    bm.add_argument("--executor", default="local", choices=("local", "ray"), help="see `workbench sweep`")
+    bm.add_argument("--ray-address", default=None, help="a Ray cluster (default: a local Ray runtime)")
 
     rs = sub.add_parser("resume", help="continue a run from its last checkpoint")
     rs.add_argument("run")
@@ -151,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     rwt.add_argument("--name", default=None)
     rwt.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                      help="override any RewardConfig field (JSON values), e.g. --set equal=drop --set noise_floor=false")
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"workbench.cli.{module}").add_parsers(sub)
     return parser
 
 
@@ -265,11 +271,17 @@ def cmd_rollouts(args, store) -> None:
 def cmd_benchmark(args, store) -> None:
     from workbench.studies.benchmark import run_grid, write_tables
 
+    executor = None
+    if args.executor == "ray":
+        from workbench.studies.executors import RayExecutor
+
+        executor = RayExecutor(store.root, address=args.ray_address, parallel=args.parallel)
+
     scores = run_grid(args.protocol, [g.strip() for g in args.games.split(",") if g.strip()],
                       [a.strip() for a in args.algos.split(",") if a.strip()], args.seeds,
                       mode=args.distribution_mode, timesteps=args.timesteps, parallel=args.parallel,
                       episodes=args.episodes, store=store, overrides=_parse_overrides(args.set),
-                      log=lambda msg: print(msg, file=sys.stderr))
+                      log=lambda msg: print(msg, file=sys.stderr), study=args.study, executor=executor)
     csv_path, md_path, markdown = write_tables(scores, args.out)
     print(markdown)
     print(f"wrote {csv_path} and {md_path}")

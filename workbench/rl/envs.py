@@ -22,7 +22,9 @@ scores and R_max the best score reachable (Cobbe et al. 2019, appendix).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +151,15 @@ def check_actions(actions, num_envs: int, num_actions: int = NUM_ACTIONS) -> np.
     return actions
 
 
+def _import_procgen():
+    """procgen, imported on first use (it is slow to import). Its `gym` import prints gym's deprecation banner
+    to stderr on every process start; procgen only uses gym's spaces, so the banner is swallowed here, where it
+    comes from, instead of on every `workbench` command."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        import procgen
+    return procgen
+
+
 class ProcgenVecEnv:
     """`num_envs` copies of one Procgen game, auto-resetting (gym3 semantics, see the module docstring).
 
@@ -183,7 +194,7 @@ class ProcgenVecEnv:
         if problems:
             raise ValueError("invalid ProcgenVecEnv arguments: " + "; ".join(problems))
 
-        import procgen  # imported here: it is slow to import and prints gym's deprecation banner
+        procgen = _import_procgen()
 
         self.game = game
         self.num_envs = int(num_envs)

@@ -6,7 +6,7 @@ Everything lives under one root directory: the ``root`` argument, else ``$WORKBE
 else ``./runs`` (made absolute when the store is opened, so a later ``chdir`` does not move it).
 
 * ``<root>/workbench.sqlite`` -- an embedded SQLite database (plus its ``-wal`` / ``-shm`` files)
-  with four tables:
+  with these tables:
 
   - ``runs``: one row per run (id, name, algo, env, status, config as JSON, timestamps, pid).
   - ``metrics``: one row per (step, metric name) -- ``id`` is an ever-growing integer
@@ -15,6 +15,8 @@ else ``./runs`` (made absolute when the store is opened, so a later ``chdir`` do
   - ``checkpoints``: one row per checkpoint file kept on disk (run, step, path relative to root).
   - ``rollouts``: one row per recorded episode (see :mod:`workbench.episodes.rollouts`), whose files live
     under ``<root>/rollouts/<episode_id>/``.
+  - ``studies`` and ``study_runs``: named families of runs and each point's axis values, run and status
+    (see :mod:`workbench.storage.studies`).
 
   The schema version is ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`); tables are created when
   missing, and a database written by a newer workbench is refused rather than misread.
@@ -70,7 +72,7 @@ import numpy as np
 from workbench.storage.durable import atomic_write, connect, immediate_transaction
 
 RUN_STATUSES = ("created", "running", "finished", "failed", "stopped")
-SCHEMA_VERSION = 2  # 2: the rollouts index (workbench.episodes.rollouts)
+SCHEMA_VERSION = 3  # 2: the rollouts index (workbench.episodes.rollouts); 3: studies (workbench.storage.studies)
 DB_FILENAME = "workbench.sqlite"
 DEFAULT_KEEP_CHECKPOINTS = 3
 
@@ -121,6 +123,27 @@ CREATE TABLE IF NOT EXISTS rollouts (              -- recorded episodes (workben
 );
 CREATE INDEX IF NOT EXISTS rollouts_run ON rollouts(run_id, checkpoint_step);
 CREATE INDEX IF NOT EXISTS rollouts_seed ON rollouts(env, level_seed);
+CREATE TABLE IF NOT EXISTS studies (               -- named families of runs (workbench.storage.studies)
+    name        TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,                     -- the job kind: "train" or a registered one
+    spec        TEXT NOT NULL,                     -- the study spec as JSON
+    status      TEXT NOT NULL,                     -- created, running, finished, failed, stopped
+    pid         INTEGER,                           -- the sweep driver's process while it runs
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS study_runs (            -- one row per point of a study
+    study       TEXT NOT NULL REFERENCES studies(name) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,
+    point       TEXT NOT NULL,                     -- the axis values as JSON
+    run_name    TEXT NOT NULL,
+    run_id      TEXT,                              -- NULL until the job has registered its run
+    status      TEXT NOT NULL,                     -- queued, running, finished, failed, stopped
+    error       TEXT,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (study, idx)
+);
+CREATE INDEX IF NOT EXISTS runs_name ON runs(name);
 """
 
 # env_steps of a run = the highest metric step logged for it (0 before any metric).
@@ -310,6 +333,13 @@ class RunStore:
         """All runs, newest first."""
         rows = self._conn().execute(
             f"SELECT {_RUN_COLUMNS} FROM runs r ORDER BY r.created_at DESC, r.rowid DESC"
+        ).fetchall()
+        return [self._run_info(row) for row in rows]
+
+    def runs_named(self, name: str) -> list[RunInfo]:
+        """The runs with this name, newest first (a study names each of its runs uniquely)."""
+        rows = self._conn().execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.name = ? ORDER BY r.created_at DESC, r.rowid DESC", (name,)
         ).fetchall()
         return [self._run_info(row) for row in rows]
 

@@ -1,20 +1,17 @@
 """Run a protocol's grid of (game, algorithm, seed) trainings and score them: `workbench benchmark`.
 
-Each training run is its own OS process (`workbench train ...` as an argument list, never a shell string),
-at most `parallel` at a time; each finished run is then evaluated on its training levels and on the test
-levels (deterministically, `workbench.rl.evaluate.evaluate_run`), and the scores are aggregated into the table
-of `workbench.rl.evaluate.score_table`. Runs land in the store like any other, so the dashboard shows them.
+The grid is a study (workbench.studies.sweep) over the axes env x algo x seed, so it runs on the studies'
+executors (local processes, `parallel` at a time, or Ray), is stored with its runs, and re-running the same
+command continues it (finished runs are skipped, interrupted ones resume). Each finished run is then evaluated
+on its training levels and on the test levels (deterministically, `workbench.rl.evaluate.evaluate_run`), and
+the scores are aggregated into the table of `workbench.rl.evaluate.score_table`.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import json
 import os
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.registry import ALGOS
@@ -28,72 +25,58 @@ from workbench.rl.evaluate import (
     table_to_markdown,
 )
 from workbench.storage.runs import RunStore
+from workbench.studies.spec import StudySpec
 
 
-@dataclass(frozen=True)
-class GridJob:
-    algo: str
-    game: str
-    seed: int
-
-    def argv(self, store_root: Path, protocol, mode: str, timesteps: int | None, overrides: dict) -> list[str]:
-        args = [sys.executable, "-m", "workbench.cli", "--store", str(store_root), "train", "--algo", self.algo,
-                "--env", self.game, "--distribution-mode", mode, "--num-levels", str(protocol.num_levels(mode)),
-                "--seed", str(self.seed), "--no-progress",
-                "--name", f"{protocol.name}/{self.game}/{self.algo}/seed{self.seed}"]
-        budget = timesteps or protocol.budget(mode)
-        if budget:
-            args += ["--timesteps", str(int(budget))]
-        for key, value in overrides.items():
-            args += ["--set", f"{key}={json.dumps(value)}"]
-        return args
-
-
-def run_grid(protocol: str, games: list[str], algos: list[str], seeds: int | list[int], *,
-             mode: str = "easy", timesteps: int | None = None, parallel: int = 2, episodes: int = 100,
-             store: RunStore | None = None, overrides: dict | None = None, log=print) -> list[RunScore]:
-    """Train every (game, algo, seed), `parallel` processes at a time, then evaluate each on train and test."""
+def grid_study(protocol: str, games: list[str], algos: list[str], seeds: int | list[int], *, mode: str = "easy",
+               timesteps: int | None = None, overrides: dict | None = None, name: str | None = None) -> StudySpec:
+    """The benchmark grid as a study; its default name is derived from its settings, so the same command
+    names the same study (and continues it) and a different one starts another."""
     proto = get_protocol(protocol)
-    proto.num_levels(mode)  # validates the mode for this protocol
+    base = {"num_levels": proto.num_levels(mode), **(overrides or {})}  # num_levels validates the mode
+    budget = timesteps or proto.budget(mode)
+    if budget:
+        base["total_timesteps"] = int(budget)
     for game in games:
         validate_env_name(game)
     bad = [a for a in algos if a not in ALGOS]
     if bad:
         raise ValueError(f"unknown algorithms {bad}; valid: {', '.join(ALGOS)}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    spec = StudySpec(name="pending", algo=None, distribution_mode=mode, base=base,
+                     axes={"env": list(games), "algo": list(algos), "seed": seed_list})
+    if name is None:
+        digest = hashlib.sha1(json.dumps({**spec.to_dict(), "name": None}, sort_keys=True).encode()).hexdigest()
+        name = f"benchmark-{proto.name}-{mode}-{digest[:8]}"
+    spec.name = name
+    return spec.validate()
+
+
+def run_grid(protocol: str, games: list[str], algos: list[str], seeds: int | list[int], *,
+             mode: str = "easy", timesteps: int | None = None, parallel: int = 2, episodes: int = 100,
+             store: RunStore | None = None, overrides: dict | None = None, log=print, study: str | None = None,
+             executor=None) -> list[RunScore]:
+    """Train every (game, algo, seed) as a study (`parallel` local processes at a time unless an `executor`
+    is given), then evaluate each finished run on train and test. Failed runs are logged with their error
+    and left out of the scores."""
+    from workbench.studies.executors import LocalExecutor
+    from workbench.studies.sweep import run_study
+
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1 (got {parallel})")
+    spec = grid_study(protocol, games, algos, seeds, mode=mode, timesteps=timesteps, overrides=overrides,
+                      name=study)
     store = store or RunStore()
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    jobs = [GridJob(a, g, s) for g, a, s in itertools.product(games, algos, seed_list)]
-    pending, running, finished = list(jobs), {}, {}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
-                                                                      os.environ.get("PYTHONPATH")]))}
-    # Each run gets an equal share of the CPU threads, so parallel runs do not oversubscribe the cores.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
-    while pending or running:
-        while pending and len(running) < parallel:
-            job = pending.pop(0)
-            argv = job.argv(store.root, proto, mode, timesteps, overrides or {})
-            running[job] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                            env=env)
-            log(f"started {job.game} {job.algo} seed {job.seed}")
-        for job, proc in list(running.items()):
-            if proc.poll() is None:
-                continue
-            out, err = proc.communicate()
-            del running[job]
-            if proc.returncode != 0:
-                raise RuntimeError(f"training {job} failed (exit {proc.returncode}):\n{err[-2000:]}")
-            finished[job] = out.strip().splitlines()[-1]
-            log(f"finished {job.game} {job.algo} seed {job.seed}: run {finished[job]}")
-        time.sleep(0.2)
-
+    report = run_study(spec, store.root, executor or LocalExecutor(store.root, parallel=parallel), log=log)
+    finished = [p for p in report.points if p.status == "finished"]
+    if not finished:
+        raise RuntimeError(f"no run of the benchmark finished:\n{report.summary()}")
     scores = []
-    for job in jobs:
-        run_id = finished[job]
-        train = evaluate_run(run_id, levels="train", episodes=episodes, store=store, seed=job.seed)
-        test = evaluate_run(run_id, levels="test", episodes=episodes, store=store, seed=job.seed)
-        scores.append(RunScore(job.algo, job.game, job.seed, run_id, train.mean_return, test.mean_return,
+    for p in finished:
+        game, algo, seed = p.point["env"], p.point["algo"], p.point["seed"]
+        train = evaluate_run(p.run_id, levels="train", episodes=episodes, store=store, seed=seed)
+        test = evaluate_run(p.run_id, levels="test", episodes=episodes, store=store, seed=seed)
+        scores.append(RunScore(algo, game, seed, p.run_id, train.mean_return, test.mean_return,
                                train.normalized_return, test.normalized_return))
     return scores
 
