@@ -230,7 +230,8 @@ def _fit(model, X, y, groups, strata, *, n_boot, delta, seed, level=0.95, starts
         best = np.argmin(f.reshape(k, n_boot), axis=0)
         samples = t.reshape(k, n_boot, -1)[best, np.arange(n_boot)]
         if widen:
-            samples = theta + (samples - theta) * _small_sample_widening(groups, strata, level)
+            samples = np.clip(theta + (samples - theta) * _small_sample_widening(groups, strata, level),
+                              model.lower, model.upper)
     residuals = logy - model.log_predict(theta[None], X)[0]
     return theta, samples, residuals
 

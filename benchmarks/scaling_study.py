@@ -1,0 +1,184 @@
+"""The scaling study at this machine's scale: IMPALA widths spanning >= 8x in parameters, several seeds, on
+the digits task (horizon 1 and 4; Hilton, Tang, Schulman 2023's toy environment on sklearn's 8x8 digits) and
+one Procgen game in easy mode, run through `workbench sweep`; prints the compute accounting of each width, the
+frontiers, and the fitted exponents with 95% bootstrap intervals (1,000 resamples of the runs).
+
+    python benchmarks/scaling_study.py [--store DIR] [--parallel 2] [--scale 1.0] [--boot 1000]
+
+Re-running continues the sweeps (finished runs are skipped) and re-fits. `--scale` multiplies every run's
+env steps (the default fits in about 30 minutes on a quiet 2-core CPU; on a GPU machine use larger
+`--widths` and `--scale`). Everything docs/scaling_laws.md quotes is printed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from machine import machine_report  # noqa: E402
+
+# name, env, horizon (1 for Procgen), seeds, env steps, score transform
+FAMILIES = (
+    ("digits_h1", "digits", 1, (0, 1), 20_480),
+    ("starpilot", "starpilot", 1, (0, 1), 16_384),
+    ("digits_h4", "digits_h4", 4, (0, 1), 20_480),     # not in the default --families: see the docs
+)
+DEFAULT_FAMILIES = "digits_h1,starpilot"
+WIDTHS = (0.03125, 0.0625, 0.125, 0.3125)              # 20.9k to 180k parameters (8.6x)
+BASE = {"num_envs": 32, "num_steps": 16, "num_minibatches": 4, "update_epochs": 3, "num_levels": 0,
+        "checkpoint_every": 10}
+
+
+def accounting_table(widths) -> None:
+    from workbench.rl.compute import count_parameters, policy_forward_flops
+    from workbench.rl.policy import ImpalaCNN
+
+    print("\n## compute accounting (workbench.rl.compute): IMPALA CNN, 64x64x3 input")
+    print("| width | parameters | forward FLOPs/obs | PPO training FLOPs per env step (3 epochs) |")
+    print("|---|---|---|---|")
+    for w in widths:
+        model = ImpalaCNN(width=w)
+        f = policy_forward_flops(model)
+        per_step = (1 + 1 / BASE["num_steps"]) * f + 3 * BASE["update_epochs"] * f
+        print(f"| {w:g} | {count_parameters(model):,} | {f / 1e6:.2f} M | {per_step / 1e6:.1f} M |")
+
+
+def sweep(store: Path, name: str, env: str, seeds, steps: int, widths, parallel: int) -> float:
+    cmd = [sys.executable, "-m", "workbench.cli", "--store", str(store), "sweep", "--name", name, "--algo", "ppo",
+           "--set", f"env={env}", "--set", f"total_timesteps={steps}", "--parallel", str(parallel),
+           "--axis", "width=" + ",".join(f"{w:g}" for w in widths), "--axis", "seed=" + ",".join(map(str, seeds))]
+    for key, value in BASE.items():
+        cmd += ["--set", f"{key}={value}"]
+    t0 = time.perf_counter()
+    env_vars = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, cwd=REPO, env=env_vars, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-2000:], done.stderr[-2000:])
+        raise SystemExit(f"sweep {name} failed (exit {done.returncode})")
+    return time.perf_counter() - t0
+
+
+def smoothed(values: np.ndarray, window: int = 5) -> np.ndarray:
+    """Centred running mean over `window` iterations (fewer at the ends): one iteration's episodes are noisy."""
+    kernel = np.ones(min(window, len(values)))
+    num = np.convolve(values, kernel, mode="same")
+    den = np.convolve(np.ones_like(values), kernel, mode="same")
+    return num / den
+
+
+def family_runs(store: Path, name: str, horizon: int, error: bool = False):
+    from workbench.studies.analysis import study_curves
+    from workbench.studies.frontier import RunCurve
+
+    runs = []
+    for c in study_curves(store, name):
+        if len(c.steps) < 4:
+            continue
+        score = smoothed(c.score / horizon)     # digits: accuracy per guess; Procgen: the return
+        runs.append(RunCurve(c.size, c.seed, c.steps.astype(float), c.compute, 1.0 - score if error else score))
+    return runs
+
+
+def fmt(value, interval):
+    return f"{value:.3g} [{interval[0]:.3g}, {interval[1]:.3g}]"
+
+
+def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
+    from workbench.studies.frontier import fit_family, fit_frontier_power_law
+
+    runs = family_runs(store, name, horizon)
+    sizes = sorted({r.size for r in runs})
+    print(f"\n## {name}: {len(runs)} runs, sizes {[int(s) for s in sizes]} parameters "
+          f"({sizes[-1] / sizes[0]:.1f}x)")
+    print("| parameters | seeds | env steps | training PFLOPs | final score (mean of seeds, last 3 iterations) |")
+    print("|---|---|---|---|---|")
+    for s in sizes:
+        mine = [r for r in runs if r.size == s]
+        final = [float(np.mean(r.score[-3:])) for r in mine]
+        print(f"| {int(s):,} | {len(mine)} | {int(mine[0].interactions[-1]):,} | {mine[0].compute[-1] / 1e15:.3f} | "
+              f"{np.mean(final):.3f} +- {np.std(final):.3f} |")
+    out = {}
+    try:
+        frontier, points, law = fit_family(runs, n_boot=n_boot)
+    except ValueError as e:
+        print(f"joint law: not fitted: {e}")
+        return out
+    on = np.isfinite(frontier.score)
+    print("\nfrontier (seed-averaged, best size at each compute):")
+    print("| training TFLOPs | frontier score | size attaining it |")
+    print("|---|---|---|")
+    for k in np.linspace(np.argmax(on), len(on) - 1, 8).astype(int):
+        print(f"| {frontier.compute[k] / 1e12:.2f} | {frontier.score[k]:.3f} | {int(frontier.size[k]):,} |")
+    ok = np.isfinite(points.intrinsic)
+    iv = law.intervals
+    print(f"\njoint law I^-beta = (N_c/N)^alpha_N + (E_c/E)^alpha_E on {ok.sum()} points "
+          f"(of {len(ok)}; the rest lie outside the frontier's range), {n_boot} bootstrap resamples of the runs:")
+    print(f"  alpha_N = {fmt(law.alpha_n, iv['alpha_n'])}")
+    print(f"  alpha_E = {fmt(law.alpha_e, iv['alpha_e'])}")
+    print(f"  beta = {fmt(law.beta, iv['beta'])}")
+    print(f"  N_opt ~ C^a, a = alpha_E/(alpha_N+alpha_E) = {fmt(law.optimal_size_exponent, iv['optimal_size_exponent'])}")
+    print(f"  N_c = {fmt(law.n_c, iv['n_c'])}, E_c = {fmt(law.e_c, iv['e_c'])}")
+    print(f"  log residuals of I: sd {np.std(law.residuals):.3f}, max |r| {np.max(np.abs(law.residuals)):.3f}")
+    out.update(law=law)
+    if name.startswith("digits"):
+        try:
+            _, fit = fit_frontier_power_law(family_runs(store, name, horizon, error=True), n_boot=n_boot)
+            print(f"frontier error rate L(C) = L_inf + (C0/C)^alpha: alpha = {fmt(fit.alpha, fit.intervals['alpha'])}, "
+                  f"L_inf = {fmt(fit.l_inf, fit.intervals['l_inf'])}, C0 = {fit.x0:.3g} FLOPs; "
+                  f"log residual sd {np.std(fit.residuals):.3f}")
+            out.update(frontier_fit=fit)
+        except ValueError as e:
+            print(f"frontier power law: not fitted: {e}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--store", default="/tmp/workbench_scaling_study")
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every run's env steps")
+    parser.add_argument("--boot", type=int, default=1000)
+    parser.add_argument("--widths", default=",".join(f"{w:g}" for w in WIDTHS))
+    parser.add_argument("--families", default=DEFAULT_FAMILIES, help=f"of {', '.join(f[0] for f in FAMILIES)}")
+    parser.add_argument("--fit-only", action="store_true", help="fit the runs already stored; start none")
+    args = parser.parse_args()
+    machine_report()
+    import torch
+
+    print(f"accelerator: {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'none (CPU only)'}")
+    widths = [float(w) for w in args.widths.split(",")]
+    accounting_table(widths)
+    store, chosen = Path(args.store), args.families.split(",")
+    t_start = time.perf_counter()
+    for name, env, horizon, seeds, steps in FAMILIES:
+        if name not in chosen or args.fit_only:
+            continue
+        steps = max(BASE["num_envs"] * BASE["num_steps"] * 8, int(steps * args.scale))
+        seconds = sweep(store, name, env, seeds, steps, widths, args.parallel)
+        print(f"\nsweep {name}: {len(widths)} widths x {len(seeds)} seeds x {steps:,} env steps in {seconds:.0f} s")
+    results = {name: report_family(store, name, horizon, args.boot)
+               for name, _, horizon, _, _ in FAMILIES if name in chosen}
+    if "law" in results.get("digits_h1", {}) and "law" in results.get("digits_h4", {}):
+        a, b = results["digits_h1"]["law"], results["digits_h4"]["law"]
+        print("\n## horizon 1 vs 4 (digits): exponent and coefficient")
+        for label, key in (("alpha_N", "alpha_n"), ("alpha_E", "alpha_e"), ("N_opt exponent", "optimal_size_exponent"),
+                           ("E_c", "e_c"), ("N_c", "n_c")):
+            va = getattr(a, key) if hasattr(a, key) else a.optimal_size_exponent
+            vb = getattr(b, key) if hasattr(b, key) else b.optimal_size_exponent
+            print(f"  {label}: h1 {fmt(va, a.intervals[key])} | h4 {fmt(vb, b.intervals[key])}")
+    print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
