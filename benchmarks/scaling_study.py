@@ -39,6 +39,33 @@ BASE = {"num_envs": 32, "num_steps": 16, "num_minibatches": 4, "update_epochs": 
         "checkpoint_every": 10}
 
 
+ACCOUNTING_WIDTHS = (0.03125, 0.0625, 0.125, 0.25, 0.3125, 0.5, 1.0, 2.0, 4.0)
+
+
+def accounting_check() -> None:
+    """Logged compute of short PPO and PPG runs against FlopCounterMode's count of what they executed."""
+    import tempfile
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from workbench.rl.algos import ppg, ppo
+    from workbench.storage.runs import RunStore
+
+    tiny = {"env": "digits", "num_envs": 8, "num_steps": 16, "num_minibatches": 2, "width": 0.25, "bf16": False,
+            "total_timesteps": 256, "checkpoint_every": 1000}
+    for label, engine, config in (("PPO", ppo, ppo.PPOConfig(**tiny)),
+                                  ("PPG (dual, n_pi 2)", ppg, ppg.PPGConfig(**tiny, n_pi=2, aux_epochs=2))):
+        with tempfile.TemporaryDirectory() as root:
+            store = RunStore(root)
+            with FlopCounterMode(display=False) as counter:
+                run_id = engine.train(config, store=store, progress=False)
+            logged = store.metric_series(run_id, "compute_flops")[1][-1]
+            store.close()
+        measured = counter.get_total_flops()
+        print(f"{label}, width 0.25, 256 env steps: logged {logged / 1e9:.2f} GFLOPs, FlopCounterMode measured "
+              f"{measured / 1e9:.2f} GFLOPs executed (logged / measured = {logged / measured:.3f})")
+
+
 def accounting_table(widths) -> None:
     from workbench.rl.compute import count_parameters, policy_forward_flops
     from workbench.rl.policy import ImpalaCNN
@@ -50,7 +77,7 @@ def accounting_table(widths) -> None:
         model = ImpalaCNN(width=w)
         f = policy_forward_flops(model)
         per_step = (1 + 1 / BASE["num_steps"]) * f + 3 * BASE["update_epochs"] * f
-        print(f"| {w:g} | {count_parameters(model):,} | {f / 1e6:.2f} M | {per_step / 1e6:.1f} M |")
+        print(f"| {w:g} | {count_parameters(model):,} | {f / 1e6:.2f} M | {per_step / 1e6:.3g} M |")
 
 
 def sweep(store: Path, name: str, env: str, seeds, steps: int, widths, parallel: int) -> float:
@@ -157,7 +184,8 @@ def main() -> int:
 
     print(f"accelerator: {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'none (CPU only)'}")
     widths = [float(w) for w in args.widths.split(",")]
-    accounting_table(widths)
+    accounting_table(sorted(set(ACCOUNTING_WIDTHS) | set(widths)))
+    accounting_check()
     store, chosen = Path(args.store), args.families.split(",")
     t_start = time.perf_counter()
     for name, env, horizon, seeds, steps in FAMILIES:
