@@ -31,9 +31,10 @@ from machine import machine_report  # noqa: E402
 FAMILIES = (
     ("digits_h1", "digits", 1, (0, 1), 20_480),
     ("starpilot", "starpilot", 1, (0, 1), 16_384),
-    ("digits_h4", "digits_h4", 4, (0, 1), 20_480),     # not in the default --families: see the docs
+    ("digits_h4", "digits_h4", 4, (0, 1), 20_480),
 )
-DEFAULT_FAMILIES = "digits_h1,starpilot"
+DEFAULT_FAMILIES = "digits_h1,starpilot,digits_h4"
+MIN_GAIN = 0.1      # points within 10% of the frontier's range above its start (not yet learning) get no I
 WIDTHS = (0.03125, 0.0625, 0.125, 0.3125)              # 20.9k to 180k parameters (8.6x)
 BASE = {"num_envs": 32, "num_steps": 16, "num_minibatches": 4, "update_epochs": 3, "num_levels": 0,
         "checkpoint_every": 10}
@@ -121,22 +122,23 @@ def fmt(value, interval):
 
 
 def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
+    from workbench.studies.fits import JointLaw
     from workbench.studies.frontier import fit_family, fit_frontier_power_law
 
     runs = family_runs(store, name, horizon)
     sizes = sorted({r.size for r in runs})
     print(f"\n## {name}: {len(runs)} runs, sizes {[int(s) for s in sizes]} parameters "
           f"({sizes[-1] / sizes[0]:.1f}x)")
-    print("| parameters | seeds | env steps | training PFLOPs | final score (mean of seeds, last 3 iterations) |")
+    print("| parameters | seeds | env steps | training TFLOPs | final score (mean of seeds, last 3 iterations) |")
     print("|---|---|---|---|---|")
     for s in sizes:
         mine = [r for r in runs if r.size == s]
         final = [float(np.mean(r.score[-3:])) for r in mine]
-        print(f"| {int(s):,} | {len(mine)} | {int(mine[0].interactions[-1]):,} | {mine[0].compute[-1] / 1e15:.3f} | "
+        print(f"| {int(s):,} | {len(mine)} | {int(mine[0].interactions[-1]):,} | {mine[0].compute[-1] / 1e12:.3g} | "
               f"{np.mean(final):.3f} +- {np.std(final):.3f} |")
     out = {}
     try:
-        frontier, points, law = fit_family(runs, n_boot=n_boot)
+        frontier, points, law = fit_family(runs, n_boot=n_boot, min_gain=MIN_GAIN)
     except ValueError as e:
         print(f"joint law: not fitted: {e}")
         return out
@@ -149,13 +151,18 @@ def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
     ok = np.isfinite(points.intrinsic)
     iv = law.intervals
     print(f"\njoint law I^-beta = (N_c/N)^alpha_N + (E_c/E)^alpha_E on {ok.sum()} points "
-          f"(of {len(ok)}; the rest lie outside the frontier's range), {n_boot} bootstrap resamples of the runs:")
+          f"(of {len(ok)}; the rest lie outside the frontier's range or within {MIN_GAIN:.0%} of its start), "
+          f"{n_boot} bootstrap resamples of the runs:")
     print(f"  alpha_N = {fmt(law.alpha_n, iv['alpha_n'])}")
     print(f"  alpha_E = {fmt(law.alpha_e, iv['alpha_e'])}")
     print(f"  beta = {fmt(law.beta, iv['beta'])}")
     print(f"  N_opt ~ C^a, a = alpha_E/(alpha_N+alpha_E) = {fmt(law.optimal_size_exponent, iv['optimal_size_exponent'])}")
     print(f"  N_c = {fmt(law.n_c, iv['n_c'])}, E_c = {fmt(law.e_c, iv['e_c'])}")
     print(f"  log residuals of I: sd {np.std(law.residuals):.3f}, max |r| {np.max(np.abs(law.residuals)):.3f}")
+    lower, upper = JointLaw.lower[2:], JointLaw.upper[2:]
+    for label, value, lo, hi in (("alpha_N", law.alpha_n, lower[0], upper[0]), ("alpha_E", law.alpha_e, lower[1], upper[1])):
+        if value <= lo * 1.01 or value >= hi * 0.99:
+            print(f"  WARNING: {label} sits at the bound of its search ({lo:g}..{hi:g}): these runs do not identify it")
     out.update(law=law)
     if name.startswith("digits"):
         try:
@@ -196,14 +203,19 @@ def main() -> int:
         print(f"\nsweep {name}: {len(widths)} widths x {len(seeds)} seeds x {steps:,} env steps in {seconds:.0f} s")
     results = {name: report_family(store, name, horizon, args.boot)
                for name, _, horizon, _, _ in FAMILIES if name in chosen}
-    if "law" in results.get("digits_h1", {}) and "law" in results.get("digits_h4", {}):
-        a, b = results["digits_h1"]["law"], results["digits_h4"]["law"]
-        print("\n## horizon 1 vs 4 (digits): exponent and coefficient")
+    h1, h4 = results.get("digits_h1", {}), results.get("digits_h4", {})
+    if "law" in h1 and "law" in h4:
+        print("\n## horizon 1 vs 4 (digits): joint-law exponents and coefficients")
         for label, key in (("alpha_N", "alpha_n"), ("alpha_E", "alpha_e"), ("N_opt exponent", "optimal_size_exponent"),
-                           ("E_c", "e_c"), ("N_c", "n_c")):
-            va = getattr(a, key) if hasattr(a, key) else a.optimal_size_exponent
-            vb = getattr(b, key) if hasattr(b, key) else b.optimal_size_exponent
-            print(f"  {label}: h1 {fmt(va, a.intervals[key])} | h4 {fmt(vb, b.intervals[key])}")
+                           ("N_c", "n_c"), ("E_c", "e_c")):
+            va, vb = (getattr(r["law"], key) for r in (h1, h4))
+            print(f"  {label}: h1 {fmt(va, h1['law'].intervals[key])} | h4 {fmt(vb, h4['law'].intervals[key])}")
+    if "frontier_fit" in h1 and "frontier_fit" in h4:
+        print("\n## horizon 1 vs 4 (digits): frontier error rate L(C) = L_inf + (C0/C)^alpha")
+        for label, key in (("alpha", "alpha"), ("C0 (FLOPs)", "x0"), ("L_inf", "l_inf")):
+            va, vb = (getattr(r["frontier_fit"], key) for r in (h1, h4))
+            print(f"  {label}: h1 {fmt(va, h1['frontier_fit'].intervals[key])} | "
+                  f"h4 {fmt(vb, h4['frontier_fit'].intervals[key])}")
     print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
     return 0
 

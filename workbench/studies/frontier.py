@@ -145,9 +145,11 @@ class StudyPoints:
 
 
 def family_points(runs: list[RunCurve], frontier: Frontier, *, skip_fraction: float = 1 / 64,
-                  higher_is_better: bool = True) -> StudyPoints:
+                  higher_is_better: bool = True, min_gain: float = 0.0) -> StudyPoints:
     """Every run's iterations after the first `skip_fraction` of its training (Hilton et al. drop the
-    early part of training), with their intrinsic performance."""
+    early part of training), with their intrinsic performance. Scores less than `min_gain` x (the frontier's
+    range) past the frontier's first value get none (NaN): on the flat start of a curve that has not begun
+    to learn (random play), the least compute that reaches a score says nothing about the model."""
     rows = []
     for k, run in enumerate(runs):
         e = np.asarray(run.interactions, float)
@@ -155,7 +157,12 @@ def family_points(runs: list[RunCurve], frontier: Frontier, *, skip_fraction: fl
         rows.append((np.full(keep.sum(), run.size), e[keep], np.asarray(run.compute, float)[keep],
                      np.asarray(run.score, float)[keep], np.full(keep.sum(), k)))
     size, e, c, s, run_index = (np.concatenate(col) for col in zip(*rows))
-    return StudyPoints(size, e, c, s, intrinsic_performance(s, frontier, higher_is_better=higher_is_better), run_index)
+    intrinsic = intrinsic_performance(s, frontier, higher_is_better=higher_is_better)
+    if min_gain > 0:
+        sign = 1.0 if higher_is_better else -1.0
+        f = sign * frontier.score[np.isfinite(frontier.score)]
+        intrinsic[sign * s < f[0] + min_gain * (f.max() - f[0])] = np.nan
+    return StudyPoints(size, e, c, s, intrinsic, run_index)
 
 
 def bootstrap_family(runs: list[RunCurve], points: StudyPoints, frontier: Frontier, *, n_boot: int = DEFAULT_BOOTSTRAP,
@@ -172,13 +179,16 @@ def bootstrap_family(runs: list[RunCurve], points: StudyPoints, frontier: Fronti
 
 
 def fit_family(runs: list[RunCurve], *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, higher_is_better: bool = True,
-               skip_fraction: float = 1 / 64, grid_points: int = 96):
+               skip_fraction: float = 1 / 64, grid_points: int = 96, min_gain: float = 0.0):
     """Frontier, points with intrinsic performance, and Hilton et al.'s joint law fitted to them with
-    frontier-propagating bootstrap intervals. Returns (frontier, points, IntrinsicLawFit)."""
+    frontier-propagating bootstrap intervals (`min_gain`: see `family_points`). Returns (frontier, points,
+    IntrinsicLawFit)."""
     frontier = compute_frontier(runs, grid_points=grid_points, higher_is_better=higher_is_better)
-    points = family_points(runs, frontier, skip_fraction=skip_fraction, higher_is_better=higher_is_better)
+    points = family_points(runs, frontier, skip_fraction=skip_fraction, higher_is_better=higher_is_better,
+                           min_gain=min_gain)
     weights, intrinsic, _ = bootstrap_family(runs, points, frontier, n_boot=n_boot, seed=seed,
                                              higher_is_better=higher_is_better)
+    intrinsic[:, ~np.isfinite(points.intrinsic)] = np.nan       # the same points in every resample
     law = fit_intrinsic_law(points.size, points.interactions, points.intrinsic, points.run, strata=points.size,
                             n_boot=n_boot, seed=seed, boot=(intrinsic, weights))
     return frontier, points, law
