@@ -72,3 +72,22 @@ def test_logged_compute_matches_what_training_executed(tmp_path, engine, config)
     _, params = store.metric_series(run_id, PARAMS_METRIC)
     networks = 2 if config.__class__ is ppg.PPGConfig else 1
     assert params[-1] == networks * count_parameters(ImpalaCNN(width=config.width))
+
+
+def test_rl_against_a_reward_model_counts_every_member_and_pi_init():
+    """Per env step: the forward of each clip reward-model member plus pi_init's (for the KL penalty)."""
+    from types import SimpleNamespace
+
+    from workbench.preferences.reward import ClipRewardModel
+    from workbench.rl.compute import TrainingCompute, reward_hook_flops_per_step
+
+    members = [ClipRewardModel(width=0.25, hidden=16), ClipRewardModel(width=0.5, hidden=16)]
+    policy = ImpalaCNN(width=0.25)
+    hook = SimpleNamespace(init_core=SimpleNamespace(model=policy),
+                           reward_model=SimpleNamespace(kind="clip", members=members))
+    frames = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    expected = counted_by_torch(policy, torch.zeros(1, 3, 64, 64)) + sum(counted_by_torch(m, frames) for m in members)
+    assert reward_hook_flops_per_step(hook) == expected
+    config = ppo.PPOConfig(**TINY)
+    with_hook = TrainingCompute(config, policy, extension=hook).acting_flops()
+    assert with_hook - TrainingCompute(config, policy).acting_flops() == config.batch_size * expected
