@@ -136,6 +136,14 @@ def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
         final = [float(np.mean(r.score[-3:])) for r in mine]
         print(f"| {int(s):,} | {len(mine)} | {int(mine[0].interactions[-1]):,} | {mine[0].compute[-1] / 1e12:.3g} | "
               f"{np.mean(final):.3f} +- {np.std(final):.3f} |")
+    from workbench.storage.runs import RunStore
+    from workbench.studies.analysis import study_curves
+
+    run_store = RunStore(store)
+    infos = [run_store.get_run(c.run_id) for c in study_curves(store, name)]
+    busy = sum(i.updated_at - i.created_at for i in infos)
+    print(f"(runs' own wall time, created to finished: {busy:.0f} s in all, {busy / max(len(infos), 1):.0f} s per run "
+          f"on average; they ran 2 at a time on a 2-core machine shared with other work)")
     out = {}
     try:
         frontier, points, law = fit_family(runs, n_boot=n_boot, min_gain=MIN_GAIN)
@@ -147,7 +155,7 @@ def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
     print("| training TFLOPs | frontier score | size attaining it |")
     print("|---|---|---|")
     for k in np.linspace(np.argmax(on), len(on) - 1, 8).astype(int):
-        print(f"| {frontier.compute[k] / 1e12:.2f} | {frontier.score[k]:.3f} | {int(frontier.size[k]):,} |")
+        print(f"| {frontier.compute[k] / 1e12:.3g} | {frontier.score[k]:.3f} | {int(frontier.size[k]):,} |")
     ok = np.isfinite(points.intrinsic)
     iv = law.intervals
     print(f"\njoint law I^-beta = (N_c/N)^alpha_N + (E_c/E)^alpha_E on {ok.sum()} points "
