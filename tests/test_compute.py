@@ -2,6 +2,7 @@
 FlopCounterMode for every network the workbench trains, and a run's logged cumulative training compute agrees
 with FlopCounterMode's count of everything the training loop actually executed."""
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -91,3 +92,14 @@ def test_rl_against_a_reward_model_counts_every_member_and_pi_init():
     config = ppo.PPOConfig(**TINY)
     with_hook = TrainingCompute(config, policy, extension=hook).acting_flops()
     assert with_hook - TrainingCompute(config, policy).acting_flops() == config.batch_size * expected
+
+
+def test_a_resumed_run_continues_its_compute_count(tmp_path):
+    store = RunStore(tmp_path)
+    config = ppo.PPOConfig(**{**TINY, "checkpoint_every": 1})
+    run_id = ppo.train(config, store=store, progress=False)                      # 2 iterations
+    ppo.train(ppo.PPOConfig(**{**TINY, "checkpoint_every": 1, "total_timesteps": 192}), store=store,
+              run_id=run_id, progress=False)                                      # a third one, resumed
+    _, logged = store.metric_series(run_id, COMPUTE_METRIC)
+    assert len(logged) == 3
+    np.testing.assert_allclose(logged, logged[0] * np.arange(1, 4))             # every iteration costs the same
