@@ -22,7 +22,13 @@ import functools
 
 import numpy as np
 
-from workbench.rl.envs import NUM_ACTIONS, OBS_SHAPE, RENDER_MODES, EpisodeStats, check_actions
+from workbench.rl.envs import (
+    NUM_ACTIONS,
+    OBS_SHAPE,
+    RENDER_MODES,
+    EpisodeStats,
+    check_actions,
+)
 
 NUM_CLASSES = 10
 SCALE = OBS_SHAPE[0] // 8  # 8x8 digits -> 64x64 frames
