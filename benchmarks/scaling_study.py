@@ -29,7 +29,7 @@ from machine import machine_report
 
 # name, env, horizon (1 for Procgen), seeds, env steps, score transform
 FAMILIES = (
-    ("digits_h1", "digits", 1, (0, 1), 20_480),
+    ("digits_h1", "digits", 1, (0, 1, 2, 3), 20_480),
     ("starpilot", "starpilot", 1, (0, 1), 16_384),
     ("digits_h4", "digits_h4", 4, (0, 1), 20_480),
 )
@@ -81,18 +81,24 @@ def accounting_table(widths) -> None:
         print(f"| {w:g} | {count_parameters(model):,} | {f / 1e6:.2f} M | {per_step / 1e6:.3g} M |")
 
 
+def study_names(name: str, seeds) -> list[str]:
+    """One study per seed (a stored study keeps its spec, so seeds can be added later as new studies)."""
+    return [f"{name}-seed{k}" for k in seeds]
+
+
 def sweep(store: Path, name: str, env: str, seeds, steps: int, widths, parallel: int) -> float:
-    cmd = [sys.executable, "-m", "workbench.cli", "--store", str(store), "sweep", "--name", name, "--algo", "ppo",
-           "--set", f"env={env}", "--set", f"total_timesteps={steps}", "--parallel", str(parallel),
-           "--axis", "width=" + ",".join(f"{w:g}" for w in widths), "--axis", "seed=" + ",".join(map(str, seeds))]
-    for key, value in BASE.items():
-        cmd += ["--set", f"{key}={value}"]
     t0 = time.perf_counter()
     env_vars = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(cmd, cwd=REPO, env=env_vars, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        print(done.stdout[-2000:], done.stderr[-2000:])
-        raise SystemExit(f"sweep {name} failed (exit {done.returncode})")
+    for seed, study in zip(seeds, study_names(name, seeds)):
+        cmd = [sys.executable, "-m", "workbench.cli", "--store", str(store), "sweep", "--name", study, "--algo", "ppo",
+               "--set", f"env={env}", "--set", f"total_timesteps={steps}", "--set", f"seed={seed}",
+               "--parallel", str(parallel), "--axis", "width=" + ",".join(f"{w:g}" for w in widths)]
+        for key, value in BASE.items():
+            cmd += ["--set", f"{key}={value}"]
+        done = subprocess.run(cmd, cwd=REPO, env=env_vars, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stdout[-2000:], done.stderr[-2000:])
+            raise SystemExit(f"sweep {study} failed (exit {done.returncode})")
     return time.perf_counter() - t0
 
 
@@ -104,12 +110,17 @@ def smoothed(values: np.ndarray, window: int = 5) -> np.ndarray:
     return num / den
 
 
-def family_runs(store: Path, name: str, horizon: int, error: bool = False):
+def curves_of(store: Path, name: str, seeds):
     from workbench.studies.analysis import study_curves
+
+    return [c for study in study_names(name, seeds) for c in study_curves(store, study)]
+
+
+def family_runs(store: Path, name: str, horizon: int, seeds, error: bool = False):
     from workbench.studies.frontier import RunCurve
 
     runs = []
-    for c in study_curves(store, name):
+    for c in curves_of(store, name, seeds):
         if len(c.steps) < 4:
             continue
         score = smoothed(c.score / horizon)     # digits: accuracy per guess; Procgen: the return
@@ -121,11 +132,11 @@ def fmt(value, interval):
     return f"{value:.3g} [{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
-def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
+def report_family(store: Path, name: str, horizon: int, seeds, n_boot: int) -> dict:
     from workbench.studies.fits import JointLaw
     from workbench.studies.frontier import fit_family, fit_frontier_power_law
 
-    runs = family_runs(store, name, horizon)
+    runs = family_runs(store, name, horizon, seeds)
     sizes = sorted({r.size for r in runs})
     print(f"\n## {name}: {len(runs)} runs, sizes {[int(s) for s in sizes]} parameters "
           f"({sizes[-1] / sizes[0]:.1f}x)")
@@ -137,10 +148,9 @@ def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
         print(f"| {int(s):,} | {len(mine)} | {int(mine[0].interactions[-1]):,} | {mine[0].compute[-1] / 1e12:.3g} | "
               f"{np.mean(final):.3f} +- {np.std(final):.3f} |")
     from workbench.storage.runs import RunStore
-    from workbench.studies.analysis import study_curves
 
     run_store = RunStore(store)
-    infos = [run_store.get_run(c.run_id) for c in study_curves(store, name)]
+    infos = [run_store.get_run(c.run_id) for c in curves_of(store, name, seeds)]
     busy = sum(i.updated_at - i.created_at for i in infos)
     print(f"(runs' own wall time, created to finished: {busy:.0f} s in all, {busy / max(len(infos), 1):.0f} s per run "
           f"on average; they ran 2 at a time on a 2-core machine shared with other work)")
@@ -174,7 +184,7 @@ def report_family(store: Path, name: str, horizon: int, n_boot: int) -> dict:
     out.update(law=law)
     if name.startswith("digits"):
         try:
-            _, fit = fit_frontier_power_law(family_runs(store, name, horizon, error=True), n_boot=n_boot)
+            _, fit = fit_frontier_power_law(family_runs(store, name, horizon, seeds, error=True), n_boot=n_boot)
             print(f"frontier error rate L(C) = L_inf + (C0/C)^alpha: alpha = {fmt(fit.alpha, fit.intervals['alpha'])}, "
                   f"L_inf = {fmt(fit.l_inf, fit.intervals['l_inf'])}, C0 = {fit.x0:.3g} FLOPs; "
                   f"log residual sd {np.std(fit.residuals):.3f}")
@@ -209,8 +219,8 @@ def main() -> int:
         steps = max(BASE["num_envs"] * BASE["num_steps"] * 8, int(steps * args.scale))
         seconds = sweep(store, name, env, seeds, steps, widths, args.parallel)
         print(f"\nsweep {name}: {len(widths)} widths x {len(seeds)} seeds x {steps:,} env steps in {seconds:.0f} s")
-    results = {name: report_family(store, name, horizon, args.boot)
-               for name, _, horizon, _, _ in FAMILIES if name in chosen}
+    results = {name: report_family(store, name, horizon, seeds, args.boot)
+               for name, _, horizon, seeds, _ in FAMILIES if name in chosen}
     h1, h4 = results.get("digits_h1", {}), results.get("digits_h4", {})
     if "law" in h1 and "law" in h4:
         print("\n## horizon 1 vs 4 (digits): joint-law exponents and coefficients")
