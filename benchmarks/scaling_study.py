@@ -90,6 +90,8 @@ def sweep(store: Path, name: str, env: str, seeds, steps: int, widths, parallel:
     t0 = time.perf_counter()
     env_vars = {**os.environ, "PYTHONPATH": str(REPO)}
     for seed, study in zip(seeds, study_names(name, seeds)):
+        if legacy_curves(store, name, seed, widths, steps):
+            continue
         cmd = [sys.executable, "-m", "workbench.cli", "--store", str(store), "sweep", "--name", study, "--algo", "ppo",
                "--set", f"env={env}", "--set", f"total_timesteps={steps}", "--set", f"seed={seed}",
                "--parallel", str(parallel), "--axis", "width=" + ",".join(f"{w:g}" for w in widths)]
@@ -110,17 +112,39 @@ def smoothed(values: np.ndarray, window: int = 5) -> np.ndarray:
     return num / den
 
 
-def curves_of(store: Path, name: str, seeds):
+def stored_studies(store: Path) -> set[str]:
+    from workbench.storage.studies import StudyStore
+
+    return {s.name for s in StudyStore(store).list_studies()} if (store / "workbench.sqlite").exists() else set()
+
+
+def legacy_curves(store: Path, name: str, seed: int, widths, steps: int) -> list:
+    """A seed's finished runs from an earlier layout of this script (one study `name` with seed as an axis),
+    when they cover every width with the same steps and the seed has no study of its own: such seeds are
+    not trained again."""
     from workbench.studies.analysis import study_curves
 
-    return [c for study in study_names(name, seeds) for c in study_curves(store, study)]
+    studies = stored_studies(store)
+    if name not in studies or study_names(name, [seed])[0] in studies:
+        return []
+    mine = [c for c in study_curves(store, name) if c.seed == seed and len(c.steps) and c.steps[-1] == steps]
+    return mine if sorted(c.point.get("width") for c in mine) == sorted(widths) else []
 
 
-def family_runs(store: Path, name: str, horizon: int, seeds, error: bool = False):
+def curves_of(store: Path, name: str, seeds, widths, steps):
+    from workbench.studies.analysis import study_curves
+
+    out = []
+    for seed, study in zip(seeds, study_names(name, seeds)):
+        out += legacy_curves(store, name, seed, widths, steps) or study_curves(store, study)
+    return out
+
+
+def family_runs(store: Path, name: str, horizon: int, seeds, widths, steps, error: bool = False):
     from workbench.studies.frontier import RunCurve
 
     runs = []
-    for c in curves_of(store, name, seeds):
+    for c in curves_of(store, name, seeds, widths, steps):
         if len(c.steps) < 4:
             continue
         score = smoothed(c.score / horizon)     # digits: accuracy per guess; Procgen: the return
@@ -132,11 +156,11 @@ def fmt(value, interval):
     return f"{value:.3g} [{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
-def report_family(store: Path, name: str, horizon: int, seeds, n_boot: int) -> dict:
+def report_family(store: Path, name: str, horizon: int, seeds, widths, steps, n_boot: int) -> dict:
     from workbench.studies.fits import JointLaw
     from workbench.studies.frontier import fit_family, fit_frontier_power_law
 
-    runs = family_runs(store, name, horizon, seeds)
+    runs = family_runs(store, name, horizon, seeds, widths, steps)
     sizes = sorted({r.size for r in runs})
     print(f"\n## {name}: {len(runs)} runs, sizes {[int(s) for s in sizes]} parameters "
           f"({sizes[-1] / sizes[0]:.1f}x)")
@@ -150,7 +174,7 @@ def report_family(store: Path, name: str, horizon: int, seeds, n_boot: int) -> d
     from workbench.storage.runs import RunStore
 
     run_store = RunStore(store)
-    infos = [run_store.get_run(c.run_id) for c in curves_of(store, name, seeds)]
+    infos = [run_store.get_run(c.run_id) for c in curves_of(store, name, seeds, widths, steps)]
     busy = sum(i.updated_at - i.created_at for i in infos)
     print(f"(runs' own wall time, created to finished: {busy:.0f} s in all, {busy / max(len(infos), 1):.0f} s per run "
           f"on average; they ran 2 at a time on a 2-core machine shared with other work)")
@@ -184,7 +208,7 @@ def report_family(store: Path, name: str, horizon: int, seeds, n_boot: int) -> d
     out.update(law=law)
     if name.startswith("digits"):
         try:
-            _, fit = fit_frontier_power_law(family_runs(store, name, horizon, seeds, error=True), n_boot=n_boot)
+            _, fit = fit_frontier_power_law(family_runs(store, name, horizon, seeds, widths, steps, error=True), n_boot=n_boot)
             print(f"frontier error rate L(C) = L_inf + (C0/C)^alpha: alpha = {fmt(fit.alpha, fit.intervals['alpha'])}, "
                   f"L_inf = {fmt(fit.l_inf, fit.intervals['l_inf'])}, C0 = {fit.x0:.3g} FLOPs; "
                   f"log residual sd {np.std(fit.residuals):.3f}")
@@ -192,6 +216,10 @@ def report_family(store: Path, name: str, horizon: int, seeds, n_boot: int) -> d
         except ValueError as e:
             print(f"frontier power law: not fitted: {e}")
     return out
+
+
+def scaled_steps(steps: int, scale: float) -> int:
+    return max(BASE["num_envs"] * BASE["num_steps"] * 8, int(steps * scale))
 
 
 def main() -> int:
@@ -216,11 +244,11 @@ def main() -> int:
     for name, env, horizon, seeds, steps in FAMILIES:
         if name not in chosen or args.fit_only:
             continue
-        steps = max(BASE["num_envs"] * BASE["num_steps"] * 8, int(steps * args.scale))
+        steps = scaled_steps(steps, args.scale)
         seconds = sweep(store, name, env, seeds, steps, widths, args.parallel)
         print(f"\nsweep {name}: {len(widths)} widths x {len(seeds)} seeds x {steps:,} env steps in {seconds:.0f} s")
-    results = {name: report_family(store, name, horizon, seeds, args.boot)
-               for name, _, horizon, seeds, _ in FAMILIES if name in chosen}
+    results = {name: report_family(store, name, horizon, seeds, widths, scaled_steps(steps, args.scale), args.boot)
+               for name, _, horizon, seeds, steps in FAMILIES if name in chosen}
     h1, h4 = results.get("digits_h1", {}), results.get("digits_h4", {})
     if "law" in h1 and "law" in h4:
         print("\n## horizon 1 vs 4 (digits): joint-law exponents and coefficients")
