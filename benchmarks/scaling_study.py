@@ -6,7 +6,7 @@ frontiers, and the fitted exponents with 95% bootstrap intervals (1,000 resample
     python benchmarks/scaling_study.py [--store DIR] [--parallel 2] [--scale 1.0] [--boot 1000]
 
 Re-running continues the sweeps (finished runs are skipped) and re-fits. `--scale` multiplies every run's
-env steps (the default fits in about 30 minutes on a quiet 2-core CPU; on a GPU machine use larger
+env steps (the default took about 33 minutes on the shared 2-core CPU, docs/scaling_laws.md; on a GPU machine use larger
 `--widths` and `--scale`). Everything docs/scaling_laws.md quotes is printed here.
 """
 
