@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench.rl.digits_env import DIGITS_TASKS
 from workbench.rl.envs import (
     GAMES,
     NORMALIZATION_CONSTANTS,
     ProcgenVecEnv,
     normalized_return,
 )
-from workbench.rl.digits_env import DIGITS_TASKS
 from workbench.rl.toy_env import ColourChoiceVecEnv, ColourCueVecEnv
 
 TEST_TASKS = {"colour_cue": ColourCueVecEnv, "colour_choice": ColourChoiceVecEnv, **DIGITS_TASKS}
