@@ -1,0 +1,115 @@
+"""Demonstration sets, the human recorder, behavioural cloning, RL on top of it and the MineRL tracks."""
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import registry
+from workbench.demonstrations.bc import split_episodes
+from workbench.demonstrations.finetune import finetune_from_bc
+from workbench.demonstrations.scripted import HumanRecorder, colour_cue_demonstrator, record_demonstrator
+from workbench.demonstrations.sets import DemonstrationStore
+from workbench.demonstrations.tracks import env_steps_used, get_track, score_track
+from workbench.episodes.rollouts import ACTION_NAMES, RolloutStore
+from workbench.rl.checkpoints import policy_from_checkpoint
+from workbench.rl.toy_env import ColourCueVecEnv
+from workbench.storage.runs import RunStore
+
+
+def test_human_recorder_saves_the_actions_pressed_with_level_and_login(tmp_path):
+    pressed = [7, 7, 5, 1, 4, 9, 7, 8]  # RIGHT, RIGHT, UP, LEFT, NOOP, D, RIGHT, RIGHT+UP
+    rec = HumanRecorder("coinrun", level_seed=42, store_root=tmp_path, login="ada", max_steps=len(pressed))
+    assert rec.render().shape == (512, 512, 3)
+    ids = [rec.step(a) for a in pressed]
+    rec.close()
+    assert ids[:-1] == [None] * (len(pressed) - 1) and ids[-1] is not None
+    episode = RolloutStore(tmp_path).load(ids[-1])
+    assert episode.actions.tolist() == pressed
+    assert episode.policy == "human" and episode.level_seed == 42 and episode.levels == "seed"
+    assert len(episode.hires) == len(pressed) and episode.hires.frame(0).shape == (512, 512, 3)
+    assert DemonstrationStore(tmp_path).player(ids[-1]) == "ada"
+    assert [ACTION_NAMES[a] for a in pressed[:3]] == ["RIGHT", "RIGHT", "UP"]
+
+
+def test_sets_round_trip_through_the_export_format(tmp_path):
+    ids = record_demonstrator(colour_cue_demonstrator(1.0), "colour_cue", episodes=3, store_root=tmp_path / "a")
+    demos = DemonstrationStore(tmp_path / "a")
+    demos.create("cue", ids[:2], "two episodes")
+    demos.add("cue", ids[1:])
+    assert demos.episode_ids("cue") == ids
+    path = demos.export("cue", tmp_path / "cue.npz")
+    with pytest.raises(ValueError, match="exists already"):
+        demos.create("cue", ids)
+    with pytest.raises(ValueError, match="invalid demonstration set name"):
+        demos.create("../x", ids)
+    with pytest.raises(ValueError, match="unknown demonstration set 'nope'; sets: cue"):
+        demos.episode_ids("nope")
+
+    other = DemonstrationStore(tmp_path / "b")
+    info = other.import_file(path)
+    assert (info.name, info.episodes, info.description) == ("cue", 3, "two episodes")
+    for old, new in zip(demos.episodes("cue"), other.episodes("cue")):
+        for name in ("frames", "actions", "rewards", "dones"):
+            np.testing.assert_array_equal(getattr(old, name), getattr(new, name))
+        assert new.policy == "human"
+        assert other.player(new.id) == "scripted-demonstrator"
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="is not a workbench-demonstrations file"):
+        other.import_file(tmp_path / "bad.npz", name="x")
+    assert [s.name for s in other.list()] == ["cue"]  # nothing stored by the failed import
+
+
+def test_split_holds_out_whole_episodes():
+    train, held = split_episodes(10, 0.2, seed=0)
+    assert len(held) == 2 and sorted(np.concatenate([train, held]).tolist()) == list(range(10))
+    assert len(split_episodes(2, 0.01, 0)[1]) == 1 and len(split_episodes(5, 0.0, 0)[1]) == 0
+
+
+def test_bc_config_refuses_bad_settings():
+    with pytest.raises(ValueError, match="demo_set is required"):
+        registry.make_config("bc", env="colour_cue")
+    with pytest.raises(ValueError, match="holdout_fraction must be in"):
+        registry.make_config("bc", env="colour_cue", demo_set="x", holdout_fraction=1.5)
+
+
+DEMONSTRATOR_ACCURACY = 0.7   # presses the right colour with this probability, otherwise a random action
+
+
+@pytest.mark.slow
+def test_bc_reaches_the_demonstrator_then_rl_beats_it_and_the_tracks_score_both(tmp_path):
+    store = RunStore(tmp_path)
+    ids = record_demonstrator(colour_cue_demonstrator(DEMONSTRATOR_ACCURACY, seed=0), "colour_cue", episodes=60,
+                              store_root=tmp_path)
+    DemonstrationStore(tmp_path).create("cue", ids)
+    config = registry.make_config("bc", demo_set="cue", env="colour_cue", width=0.25, updates=150, batch_size=64,
+                                  holdout_fraction=0.2, eval_every=50, eval_episodes=32, checkpoint_every=1000,
+                                  device="cpu")
+    bc_run = registry.train(config, store=store, progress=False)
+    info = store.get_run(bc_run)
+    assert info.algo == "bc" and info.status == "finished"
+    latest = store.latest_metrics(bc_run)
+    assert {"test/accuracy", "test/cross_entropy", "eval/train_return", "eval/test_return"} <= set(latest)
+
+    # The demonstrator's rate of pressing the right colour, against the clone's greedy choice on fresh frames.
+    demonstrator_rate = DEMONSTRATOR_ACCURACY + (1 - DEMONSTRATOR_ACCURACY) / 15
+    core = policy_from_checkpoint("bc", info.config, store.load_checkpoint(bc_run), "cpu")
+    env = ColourCueVecEnv(512, seed=123)
+    with torch.no_grad():
+        greedy = core.forward(core.to_device(env.reset()))[0].argmax(-1).numpy()
+    assert (greedy == env._colours).mean() >= demonstrator_rate
+
+    # RL on top (PPO from the BC policy with a KL penalty towards it) beats BC alone.
+    ft_run = finetune_from_bc(bc_run, kl_coef=0.01, store=store, num_envs=16, num_steps=32, num_minibatches=4,
+                              total_timesteps=4096, gamma=0.99, checkpoint_every=1000)
+    assert store.get_run(ft_run).config["init_run"] == bc_run
+    assert env_steps_used(ft_run, store) == 4096 and env_steps_used(bc_run, store) == 0
+
+    demos_only = score_track("minerl-demonstrations-only", bc_run, store=store, episodes=32, num_envs=16)
+    limited = score_track(get_track("minerl-limited-budget", env_budget=5000), ft_run, store=store, episodes=32,
+                          num_envs=16)
+    assert demos_only["env_steps_used"] == 0 and limited["env_steps_used"] == 4096
+    assert limited["test_return"] > demos_only["test_return"] + 2 * limited["test_return_se"]
+    with pytest.raises(ValueError, match="used 4,096 environment steps.*allows 0"):
+        score_track("minerl-demonstrations-only", ft_run, store=store, episodes=8)
+    with pytest.raises(ValueError, match="allows 1,000"):
+        score_track(get_track("minerl-limited-budget", 1000), ft_run, store=store, episodes=8)
