@@ -113,3 +113,20 @@ def test_bc_reaches_the_demonstrator_then_rl_beats_it_and_the_tracks_score_both(
         score_track("minerl-demonstrations-only", ft_run, store=store, episodes=8)
     with pytest.raises(ValueError, match="allows 1,000"):
         score_track(get_track("minerl-limited-budget", 1000), ft_run, store=store, episodes=8)
+
+
+def test_cli_demos_and_bc(tmp_path, capsys):
+    from workbench.cli.main import main
+
+    record_demonstrator(colour_cue_demonstrator(1.0), "colour_cue", episodes=2, store_root=tmp_path)
+    store = ["--store", str(tmp_path)]
+    assert main([*store, "demos", "create", "cue", "--human", "--env", "colour_cue"]) == 0
+    assert "cue: 2 episodes" in capsys.readouterr().out
+    assert main([*store, "bc", "--set-name", "nope", "--env", "colour_cue"]) == 2
+    assert "unknown demonstration set 'nope'" in capsys.readouterr().err
+    assert main([*store, "bc", "--set-name", "cue", "--env", "colour_cue", "--updates", "2", "--width", "0.25",
+                 "--device", "cpu", "--no-progress", "--set", "batch_size=8", "--set", "eval_episodes=0"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert RunStore(tmp_path).get_run(run_id).algo == "bc"
+    assert main([*store, "track", "score", "minerl-demonstrations-only", run_id, "--episodes", "4"]) == 0
+    assert '"env_steps_used": 0' in capsys.readouterr().out
