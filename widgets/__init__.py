@@ -33,8 +33,9 @@ _LAZY = {
     "ReliabilityDiagram": "widgets.reliability_diagram",
     "CalibrationTab": "widgets.calibration_tab",
     "HexTab": "widgets.hex_tab",
+    "ProcgenPlayer": "widgets.procgen_player",
 }
-__all__ = ["CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "ReliabilityDiagram",
+__all__ = ["CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "ProcgenPlayer", "ReliabilityDiagram",
            "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable", "TrainingMonitor",
            "build_app"]  # = sorted(_LAZY)
 

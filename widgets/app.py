@@ -31,6 +31,7 @@ import panel as pn
 from widgets.calibration_tab import CalibrationTab
 from widgets.hex_tab import HexTab
 from widgets.labeling import LabelingTab
+from widgets.procgen_player import ProcgenPlayer
 from widgets.rollouts_tab import RolloutsTab
 from widgets.runs_table import RunsTable
 from widgets.training_monitor import TrainingMonitor
@@ -47,6 +48,7 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Labeling", LabelingTab),
     ("Calibration", CalibrationTab),
     ("Hex", HexTab),
+    ("Play", ProcgenPlayer),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).

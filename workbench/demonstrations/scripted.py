@@ -59,6 +59,10 @@ class HumanRecorder:
     def steps(self) -> int:
         return len(self._actions)
 
+    @property
+    def episode_return(self) -> float:
+        return float(sum(self._rewards))
+
     def step(self, action: int) -> str | None:
         """Play one action; returns the saved episode's id when this step ended the episode, else None."""
         action = int(action)
