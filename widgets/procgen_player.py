@@ -124,7 +124,7 @@ class ProcgenPlayer(pn.viewable.Viewer):
         self._image = pn.pane.JPG(None, width=512, height=512, css_classes=["wb-player-screen"])
         self._status = pn.pane.HTML("", css_classes=["wb-player-status"])
         self._keypad = KeyPad(self.press)
-        restart = pn.widgets.Button(name="Restart level", button_type="warning")
+        restart = pn.widgets.Button(label="Restart level", color="warning", css_classes=["wb-player-restart"])
         restart.on_click(lambda _: self.restart())
         self._controls = pn.Column(
             pn.widgets.Select.from_param(self.param.env, name="Game"),
@@ -133,7 +133,7 @@ class ProcgenPlayer(pn.viewable.Viewer):
             pn.widgets.IntSlider.from_param(self.param.fps, name="Frames per second"),
             pn.widgets.Toggle.from_param(self.param.paused, name="Pause"),
             restart, self._keypad, self._status, width=260)
-        self._layout = pn.Row(self._image, self._controls, pn.pane.HTML(mapping_html(), width=260))
+        self._layout = pn.Row(self._image, self._controls, pn.pane.HTML(mapping_html(), width=260, css_classes=["wb-player-mapping"]))
         self._callback = None
         self.restart()
 
