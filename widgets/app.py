@@ -116,6 +116,7 @@ def build_app(store_root: str | os.PathLike | None = None, *, require_login: boo
                 "Please log in.", css_classes=["wb-login-required"])])
         if admins is not None and user not in admins:
             view = LabelingTab(store_root=store_root, user=user, role="labeler", require_login=True)
+            view = pn.Tabs(("Labeling", view), ("Play", ProcgenPlayer(store_root=store_root, user=user)), dynamic=True)
             return pn.template.BootstrapTemplate(title=f"{TITLE} · labeling", main=[view])
     tabs = pn.Tabs(
         *[(title, factory(store_root=store_root)) for title, factory in TABS],

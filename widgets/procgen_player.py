@@ -66,7 +66,8 @@ export function render({ model, el }) {
   }
   function onDown(e) {
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-    if (!GAME_KEYS.includes(k) || isTyping(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+    // el.offsetParent is null while the player is on a hidden tab: its keys then belong to the other views
+    if (!GAME_KEYS.includes(k) || isTyping(e) || e.ctrlKey || e.metaKey || e.altKey || !el.offsetParent) return;
     e.preventDefault();
     if (!held.has(k)) { held.add(k); send(); }
   }
@@ -111,7 +112,8 @@ class ProcgenPlayer(pn.viewable.Viewer):
     paused = param.Boolean(default=False)
     max_steps = param.Integer(default=None, allow_None=True, bounds=(1, None),
                               doc="Save and restart after this many steps (None: play each episode to its end).")
-    user = param.String(default=None, allow_None=True, doc="The player's login (default: pn.state.user).")
+    user = param.String(default=None, allow_None=True, doc="The player's login (default: pn.state.user); labeler "
+                                                           "accounts play too (widgets/app.py)")
     autoplay = param.Boolean(default=True, doc="Advance on a timer when served (off: only tick()).")
 
     def __init__(self, **params):
@@ -127,12 +129,12 @@ class ProcgenPlayer(pn.viewable.Viewer):
         restart = pn.widgets.Button(label="Restart level", color="warning", css_classes=["wb-player-restart"])
         restart.on_click(lambda _: self.restart())
         self._controls = pn.Column(
-            pn.widgets.Select.from_param(self.param.env, name="Game"),
-            pn.widgets.IntInput.from_param(self.param.level_seed, name="Level (seed)"),
-            pn.widgets.Select.from_param(self.param.distribution_mode, name="Mode"),
-            pn.widgets.IntSlider.from_param(self.param.fps, name="Frames per second"),
-            pn.widgets.Toggle.from_param(self.param.paused, name="Pause"),
-            restart, self._keypad, self._status, width=260)
+            pn.widgets.Select.from_param(self.param.env, name="Game", width=240),
+            pn.widgets.IntInput.from_param(self.param.level_seed, name="Level (seed)", width=240),
+            pn.widgets.Select.from_param(self.param.distribution_mode, name="Mode", width=240),
+            pn.widgets.IntSlider.from_param(self.param.fps, name="Frames per second", width=240),
+            pn.widgets.Toggle.from_param(self.param.paused, name="Pause", width=240),
+            restart, self._keypad, self._status, width=270)
         self._layout = pn.Row(self._image, self._controls, pn.pane.HTML(mapping_html(), width=260, css_classes=["wb-player-mapping"]))
         self._callback = None
         self.restart()
