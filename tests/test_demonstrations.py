@@ -6,7 +6,7 @@ import torch
 
 from workbench import registry
 from workbench.demonstrations.bc import split_episodes
-from workbench.demonstrations.finetune import finetune_from_bc
+from workbench.demonstrations.finetune import bc_best_of_n, finetune_from_bc
 from workbench.demonstrations.scripted import HumanRecorder, colour_cue_demonstrator, record_demonstrator
 from workbench.demonstrations.sets import DemonstrationStore
 from workbench.demonstrations.tracks import env_steps_used, get_track, score_track
@@ -97,6 +97,12 @@ def test_bc_reaches_the_demonstrator_then_rl_beats_it_and_the_tracks_score_both(
     with torch.no_grad():
         greedy = core.forward(core.to_device(env.reset()))[0].argmax(-1).numpy()
     assert (greedy == env._colours).mean() >= demonstrator_rate
+
+    # Best-of-n of the clone against a proxy reward, scored by the gold reward: with a proxy that ties every
+    # episode, best-of-n is a uniform pick, so every n has the base policy's mean gold return.
+    curve, proxy, gold = bc_best_of_n(bc_run, lambda frames: torch.zeros(len(frames)), n=4, groups=3, store=store)
+    assert proxy.shape == gold.shape == (3, 4)
+    np.testing.assert_allclose(curve.gold_mean, gold.mean(), rtol=1e-9)
 
     # RL on top (PPO from the BC policy with a KL penalty towards it) beats BC alone.
     ft_run = finetune_from_bc(bc_run, kl_coef=0.01, store=store, num_envs=16, num_steps=32, num_minibatches=4,
