@@ -134,5 +134,9 @@ def test_cli_demos_and_bc(tmp_path, capsys):
                  "--device", "cpu", "--no-progress", "--set", "batch_size=8", "--set", "eval_episodes=0"]) == 0
     run_id = capsys.readouterr().out.strip().splitlines()[-1]
     assert RunStore(tmp_path).get_run(run_id).algo == "bc"
+    # Like any run: resumed (here: already finished, so nothing to do) and evaluated through the registry.
+    assert main([*store, "resume", run_id, "--no-progress"]) == 0
+    assert main([*store, "eval", run_id, "--episodes", "4", "--no-progress"]) == 0
+    capsys.readouterr()
     assert main([*store, "track", "score", "minerl-demonstrations-only", run_id, "--episodes", "4"]) == 0
     assert '"env_steps_used": 0' in capsys.readouterr().out
