@@ -26,7 +26,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from workbench import registry
 from workbench.demonstrations.finetune import finetune_from_bc
-from workbench.demonstrations.scripted import HumanRecorder, colour_cue_demonstrator, record_demonstrator
+from workbench.demonstrations.scripted import (
+    HumanRecorder,
+    colour_cue_demonstrator,
+    record_demonstrator,
+)
 from workbench.demonstrations.sets import DemonstrationStore
 from workbench.demonstrations.tracks import get_track, score_track
 from workbench.rl.policy import ImpalaCNN, PolicyCore

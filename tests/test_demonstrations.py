@@ -7,7 +7,11 @@ import torch
 from workbench import registry
 from workbench.demonstrations.bc import split_episodes
 from workbench.demonstrations.finetune import bc_best_of_n, finetune_from_bc
-from workbench.demonstrations.scripted import HumanRecorder, colour_cue_demonstrator, record_demonstrator
+from workbench.demonstrations.scripted import (
+    HumanRecorder,
+    colour_cue_demonstrator,
+    record_demonstrator,
+)
 from workbench.demonstrations.sets import DemonstrationStore
 from workbench.demonstrations.tracks import env_steps_used, get_track, score_track
 from workbench.episodes.rollouts import ACTION_NAMES, RolloutStore

@@ -1,7 +1,6 @@
 """The Procgen player: keys -> procgen actions, frames played, episodes saved as human demonstrations."""
 
 import panel as pn
-import pytest
 
 from widgets.procgen_player import ProcgenPlayer, action_for_keys, mapping_html
 from workbench.demonstrations.sets import DemonstrationStore
@@ -9,7 +8,9 @@ from workbench.episodes.rollouts import ACTION_NAMES, BUTTON_COMBOS, RolloutStor
 
 
 def test_keys_map_to_procgens_combos():
-    from procgen.env import ProcgenGym3Env  # procgen's own combination list is the reference
+    from procgen.env import (
+        ProcgenGym3Env,  # procgen's own combination list is the reference
+    )
 
     combos = ProcgenGym3Env(num=1, env_name="coinrun").get_combos()
     assert [tuple(c) for c in combos] == list(BUTTON_COMBOS)

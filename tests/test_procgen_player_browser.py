@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from test_dashboard import free_port, stop_process, wait_for_http_200
-from test_dashboard_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, child_env, pane_text, wait_until
+from test_dashboard_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO,
+    child_env,
+    pane_text,
+    wait_until,
+)
 
 from workbench.episodes.rollouts import ACTION_NAMES, RolloutStore
 

@@ -203,4 +203,4 @@ class ProcgenPlayer(pn.viewable.Viewer):
             self._recorder.close()
 
 
-__all__ = ["ProcgenPlayer", "KeyPad", "action_for_keys", "mapping_html", "KEY_BUTTONS"]
+__all__ = ["KEY_BUTTONS", "KeyPad", "ProcgenPlayer", "action_for_keys", "mapping_html"]

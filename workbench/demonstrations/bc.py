@@ -63,7 +63,7 @@ class BCConfig:
     name: str | None = None
 
     @classmethod
-    def paper(cls, distribution_mode: str = "easy", **overrides) -> "BCConfig":
+    def paper(cls, distribution_mode: str = "easy", **overrides) -> BCConfig:
         """The Procgen generalization protocol's training levels for a mode (200 easy / 500 hard)."""
         levels = {"easy": 200, "hard": 500}
         if distribution_mode not in levels:
@@ -71,14 +71,14 @@ class BCConfig:
         return cls(distribution_mode=distribution_mode, **{"num_levels": levels[distribution_mode], **overrides})
 
     @classmethod
-    def from_dict(cls, values: dict) -> "BCConfig":
+    def from_dict(cls, values: dict) -> BCConfig:
         return config_from_dict(cls, values)
 
     @property
     def total_timesteps(self) -> int:  # TrainingSession's budget: samples consumed
         return self.updates * self.batch_size
 
-    def validate(self) -> "BCConfig":
+    def validate(self) -> BCConfig:
         check_config(self)
         problems = []
         if not self.demo_set:
@@ -199,4 +199,4 @@ def evaluate_levels(run_id: str, store: RunStore, config) -> dict[str, float]:
     return out
 
 
-__all__ = ["BCConfig", "train", "split_episodes", "cloning_loss", "held_out_metrics", "evaluate_levels"]
+__all__ = ["BCConfig", "cloning_loss", "evaluate_levels", "held_out_metrics", "split_episodes", "train"]

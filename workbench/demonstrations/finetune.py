@@ -78,4 +78,4 @@ def bc_best_of_n(bc_run: str, step_reward_fn, *, n: int, level_seeds=None, group
                             distribution_mode=info.config["distribution_mode"], seed=seed, max_steps=max_steps)
 
 
-__all__ = ["EnvRewardKLHook", "finetune_from_bc", "bc_best_of_n"]
+__all__ = ["EnvRewardKLHook", "bc_best_of_n", "finetune_from_bc"]

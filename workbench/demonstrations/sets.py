@@ -27,7 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from workbench.episodes.rollouts import Episode, RolloutStore, UnknownEpisodeError
-from workbench.storage.durable import atomic_write, connect, immediate_transaction, input_file
+from workbench.storage.durable import (
+    atomic_write,
+    connect,
+    immediate_transaction,
+    input_file,
+)
 
 FORMAT = "workbench-demonstrations"
 FORMAT_VERSION = 1
@@ -221,5 +226,12 @@ def demonstration_arrays(episodes: list[Episode]) -> tuple[np.ndarray, np.ndarra
     return frames, actions, index
 
 
-__all__ = ["DemonstrationStore", "SetInfo", "UnknownSetError", "check_set_name", "demonstration_arrays",
-           "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "DemonstrationStore",
+    "SetInfo",
+    "UnknownSetError",
+    "check_set_name",
+    "demonstration_arrays",
+]

@@ -28,7 +28,7 @@ class DemonstrationTrack:
     env_budget: int             # env steps allowed in training; 0 = demonstrations only
     description: str = ""
 
-    def with_budget(self, env_budget: int) -> "DemonstrationTrack":
+    def with_budget(self, env_budget: int) -> DemonstrationTrack:
         """The same track with a stated budget (a small task needs far fewer than MineRL's 8M)."""
         if self.env_budget == 0:
             raise ValueError(f"track {self.name!r} allows no environment interaction; its budget stays 0")
@@ -89,4 +89,4 @@ def score_track(track: DemonstrationTrack | str, run_id: str, *, store: RunStore
     return score
 
 
-__all__ = ["DemonstrationTrack", "TRACKS", "MINERL_ENV_BUDGET", "get_track", "env_steps_used", "score_track"]
+__all__ = ["MINERL_ENV_BUDGET", "TRACKS", "DemonstrationTrack", "env_steps_used", "get_track", "score_track"]
