@@ -144,3 +144,22 @@ def test_cli_demos_and_bc(tmp_path, capsys):
     capsys.readouterr()
     assert main([*store, "track", "score", "minerl-demonstrations-only", run_id, "--episodes", "4"]) == 0
     assert '"env_steps_used": 0' in capsys.readouterr().out
+
+
+def test_bc_resumes_from_a_checkpoint_to_the_same_weights(tmp_path):
+    from workbench.rl.algos.session import rewind
+
+    store = RunStore(tmp_path)
+    ids = record_demonstrator(colour_cue_demonstrator(0.8), "colour_cue", episodes=4, store_root=tmp_path)
+    DemonstrationStore(tmp_path).create("cue", ids)
+    config = registry.make_config("bc", demo_set="cue", env="colour_cue", width=0.25, updates=6, batch_size=8,
+                                  checkpoint_every=3, eval_episodes=0, device="cpu")
+    run_id = registry.train(config, store=store, progress=False)
+    uninterrupted = store.load_checkpoint(run_id)["state"]["model"]
+    rewind(store, run_id, 3 * 8)   # back to iteration 3, as if the run had been stopped there
+    registry.train(registry.config_from_run("bc", store.get_run(run_id).config), store=store, run_id=run_id,
+                   progress=False)
+    resumed = store.load_checkpoint(run_id)["state"]["model"]
+    assert store.get_run(run_id).status == "finished"
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
