@@ -39,10 +39,11 @@ _LAZY = {
     "HexTab": "widgets.hex_tab",
     "OveroptimizationView": "widgets.overoptimization_view",
     "StudiesTab": "widgets.studies_tab",
+    "ProcgenPlayer": "widgets.procgen_player",
 }
 __all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "OveroptimizationView",
-           "ReliabilityDiagram", "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable", "StudiesTab",
-           "TrainingMonitor",
+           "ProcgenPlayer", "ReliabilityDiagram", "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable",
+           "StudiesTab", "TrainingMonitor",
            "build_app"]  # = sorted(_LAZY)
 
 

@@ -32,6 +32,7 @@ from widgets.calibration_tab import CalibrationTab
 from widgets.hex_tab import HexTab
 from widgets.labeling import LabelingTab
 from widgets.overoptimization_view import OveroptimizationView
+from widgets.procgen_player import ProcgenPlayer
 from widgets.rollouts_tab import RolloutsTab
 from widgets.runs_table import RunsTable
 from widgets.studies_tab import StudiesTab
@@ -51,6 +52,7 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Studies", StudiesTab),
     ("Overoptimization", OveroptimizationView),
     ("Hex", HexTab),
+    ("Play", ProcgenPlayer),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).
@@ -118,6 +120,7 @@ def build_app(store_root: str | os.PathLike | None = None, *, require_login: boo
                 "Please log in.", css_classes=["wb-login-required"])])
         if admins is not None and user not in admins:
             view = LabelingTab(store_root=store_root, user=user, role="labeler", require_login=True)
+            view = pn.Tabs(("Labeling", view), ("Play", ProcgenPlayer(store_root=store_root, user=user)), dynamic=True)
             return pn.template.BootstrapTemplate(title=f"{TITLE} · labeling", main=[view])
     tabs = pn.Tabs(
         *[(title, factory(store_root=store_root)) for title, factory in TABS],

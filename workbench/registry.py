@@ -5,6 +5,7 @@ never need to know which module trains which algorithm."""
 
 from __future__ import annotations
 
+from workbench.demonstrations import bc
 from workbench.episodes.rollouts import record_training_episode
 from workbench.preferences import rlhf
 from workbench.rl.algos import ppg, ppo
@@ -14,14 +15,15 @@ from workbench.rl.checkpoints import policy_from_checkpoint
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")
 RM_ALGOS = tuple(rlhf.ALGO_CONFIGS)   # ("ppo-rm", "ppg-rm")
+DEMO_ALGOS = ("bc",)                  # behavioural cloning on a demonstration set (workbench.demonstrations.bc)
 _CONFIG = {"ppo": ppo.PPOConfig, "ppo-ewma": ppo.PPOConfig, "ppg": ppg.PPGConfig, "ppg-ewma": ppg.PPGConfig,
-           **rlhf.ALGO_CONFIGS}
-_PRESETS = {**ppo.ALGO_PRESETS, **ppg.ALGO_PRESETS, **{algo: {} for algo in RM_ALGOS}}
+           **rlhf.ALGO_CONFIGS, "bc": bc.BCConfig}
+_PRESETS = {**ppo.ALGO_PRESETS, **ppg.ALGO_PRESETS, **{algo: {} for algo in RM_ALGOS + DEMO_ALGOS}}
 
 
 def _check(algo: str) -> str:
-    if algo not in ALGOS + RM_ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS + RM_ALGOS)}")
+    if algo not in ALGOS + RM_ALGOS + DEMO_ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS + RM_ALGOS + DEMO_ALGOS)}")
     return algo
 
 
@@ -46,6 +48,8 @@ def config_from_run(algo: str, values: dict):
 
 
 def algo_of(config) -> str:
+    if isinstance(config, bc.BCConfig):
+        return "bc"
     if isinstance(config, rlhf.RewardModelSettings):
         return "ppg-rm" if isinstance(config, ppg.PPGConfig) else "ppo-rm"
     ewma = config.proximal_policy == "ewma"
@@ -61,6 +65,8 @@ def train(config, **kwargs) -> str:
         kwargs.setdefault("recorder", record_training_episode)
     if isinstance(config, rlhf.RewardModelSettings):
         return rlhf.train(config, **kwargs)
+    if isinstance(config, bc.BCConfig):
+        return bc.train(config, **kwargs)
     engine = ppg if isinstance(config, ppg.PPGConfig) else ppo
     return engine.train(config, **kwargs)
 

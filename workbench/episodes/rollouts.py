@@ -71,7 +71,7 @@ HIRES_FPS = 15      # Procgen's own video rate; also the default playback rate o
 HIRES_GOP = 10      # keyframe interval: a random frame costs at most this many decodes
 HIRES_CRF = 18
 LEVEL_SETS = ("train", "test", "seed")
-POLICIES = ("checkpoint", "random")
+POLICIES = ("checkpoint", "random", "human")  # human: played in the browser (workbench.demonstrations)
 _FORMAT_VERSION = 1
 
 

@@ -1,0 +1,165 @@
+"""Demonstration sets, the human recorder, behavioural cloning, RL on top of it and the MineRL tracks."""
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import registry
+from workbench.demonstrations.bc import split_episodes
+from workbench.demonstrations.finetune import bc_best_of_n, finetune_from_bc
+from workbench.demonstrations.scripted import (
+    HumanRecorder,
+    colour_cue_demonstrator,
+    record_demonstrator,
+)
+from workbench.demonstrations.sets import DemonstrationStore
+from workbench.demonstrations.tracks import env_steps_used, get_track, score_track
+from workbench.episodes.rollouts import ACTION_NAMES, RolloutStore
+from workbench.rl.checkpoints import policy_from_checkpoint
+from workbench.rl.toy_env import ColourCueVecEnv
+from workbench.storage.runs import RunStore
+
+
+def test_human_recorder_saves_the_actions_pressed_with_level_and_login(tmp_path):
+    pressed = [7, 7, 5, 1, 4, 9, 7, 8]  # RIGHT, RIGHT, UP, LEFT, NOOP, D, RIGHT, RIGHT+UP
+    rec = HumanRecorder("coinrun", level_seed=42, store_root=tmp_path, login="ada", max_steps=len(pressed))
+    assert rec.render().shape == (512, 512, 3)
+    ids = [rec.step(a) for a in pressed]
+    rec.close()
+    assert ids[:-1] == [None] * (len(pressed) - 1) and ids[-1] is not None
+    episode = RolloutStore(tmp_path).load(ids[-1])
+    assert episode.actions.tolist() == pressed
+    assert episode.policy == "human" and episode.level_seed == 42 and episode.levels == "seed"
+    assert len(episode.hires) == len(pressed) and episode.hires.frame(0).shape == (512, 512, 3)
+    assert DemonstrationStore(tmp_path).player(ids[-1]) == "ada"
+    assert [ACTION_NAMES[a] for a in pressed[:3]] == ["RIGHT", "RIGHT", "UP"]
+
+
+def test_sets_round_trip_through_the_export_format(tmp_path):
+    ids = record_demonstrator(colour_cue_demonstrator(1.0), "colour_cue", episodes=3, store_root=tmp_path / "a")
+    demos = DemonstrationStore(tmp_path / "a")
+    demos.create("cue", ids[:2], "two episodes")
+    demos.add("cue", ids[1:])
+    assert demos.episode_ids("cue") == ids
+    path = demos.export("cue", tmp_path / "cue.npz")
+    with pytest.raises(ValueError, match="exists already"):
+        demos.create("cue", ids)
+    with pytest.raises(ValueError, match="invalid demonstration set name"):
+        demos.create("../x", ids)
+    with pytest.raises(ValueError, match="unknown demonstration set 'nope'; sets: cue"):
+        demos.episode_ids("nope")
+
+    other = DemonstrationStore(tmp_path / "b")
+    info = other.import_file(path)
+    assert (info.name, info.episodes, info.description) == ("cue", 3, "two episodes")
+    for old, new in zip(demos.episodes("cue"), other.episodes("cue")):
+        for name in ("frames", "actions", "rewards", "dones"):
+            np.testing.assert_array_equal(getattr(old, name), getattr(new, name))
+        assert new.policy == "human"
+        assert other.player(new.id) == "scripted-demonstrator"
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="is not a workbench-demonstrations file"):
+        other.import_file(tmp_path / "bad.npz", name="x")
+    assert [s.name for s in other.list()] == ["cue"]  # nothing stored by the failed import
+
+
+def test_split_holds_out_whole_episodes():
+    train, held = split_episodes(10, 0.2, seed=0)
+    assert len(held) == 2 and sorted(np.concatenate([train, held]).tolist()) == list(range(10))
+    assert len(split_episodes(2, 0.01, 0)[1]) == 1 and len(split_episodes(5, 0.0, 0)[1]) == 0
+
+
+def test_bc_config_refuses_bad_settings():
+    with pytest.raises(ValueError, match="demo_set is required"):
+        registry.make_config("bc", env="colour_cue")
+    with pytest.raises(ValueError, match="holdout_fraction must be in"):
+        registry.make_config("bc", env="colour_cue", demo_set="x", holdout_fraction=1.5)
+
+
+DEMONSTRATOR_ACCURACY = 0.7   # presses the right colour with this probability, otherwise a random action
+
+
+@pytest.mark.slow
+def test_bc_reaches_the_demonstrator_then_rl_beats_it_and_the_tracks_score_both(tmp_path):
+    store = RunStore(tmp_path)
+    ids = record_demonstrator(colour_cue_demonstrator(DEMONSTRATOR_ACCURACY, seed=0), "colour_cue", episodes=60,
+                              store_root=tmp_path)
+    DemonstrationStore(tmp_path).create("cue", ids)
+    config = registry.make_config("bc", demo_set="cue", env="colour_cue", width=0.25, updates=150, batch_size=64,
+                                  holdout_fraction=0.2, eval_every=50, eval_episodes=32, checkpoint_every=1000,
+                                  device="cpu")
+    bc_run = registry.train(config, store=store, progress=False)
+    info = store.get_run(bc_run)
+    assert info.algo == "bc" and info.status == "finished"
+    latest = store.latest_metrics(bc_run)
+    assert {"test/accuracy", "test/cross_entropy", "eval/train_return", "eval/test_return"} <= set(latest)
+
+    # The demonstrator's rate of pressing the right colour, against the clone's greedy choice on fresh frames.
+    demonstrator_rate = DEMONSTRATOR_ACCURACY + (1 - DEMONSTRATOR_ACCURACY) / 15
+    core = policy_from_checkpoint("bc", info.config, store.load_checkpoint(bc_run), "cpu")
+    env = ColourCueVecEnv(512, seed=123)
+    with torch.no_grad():
+        greedy = core.forward(core.to_device(env.reset()))[0].argmax(-1).numpy()
+    assert (greedy == env._colours).mean() >= demonstrator_rate
+
+    # Best-of-n of the clone against a proxy reward, scored by the gold reward: with a proxy that ties every
+    # episode, best-of-n is a uniform pick, so every n has the base policy's mean gold return.
+    curve, proxy, gold = bc_best_of_n(bc_run, lambda frames: torch.zeros(len(frames)), n=4, groups=3, store=store)
+    assert proxy.shape == gold.shape == (3, 4)
+    np.testing.assert_allclose(curve.gold_mean, gold.mean(), rtol=1e-9)
+
+    # RL on top (PPO from the BC policy with a KL penalty towards it) beats BC alone.
+    ft_run = finetune_from_bc(bc_run, kl_coef=0.01, store=store, num_envs=16, num_steps=32, num_minibatches=4,
+                              total_timesteps=4096, gamma=0.99, checkpoint_every=1000)
+    assert store.get_run(ft_run).config["init_run"] == bc_run
+    assert env_steps_used(ft_run, store) == 4096 and env_steps_used(bc_run, store) == 0
+
+    demos_only = score_track("minerl-demonstrations-only", bc_run, store=store, episodes=32, num_envs=16)
+    limited = score_track(get_track("minerl-limited-budget", env_budget=5000), ft_run, store=store, episodes=32,
+                          num_envs=16)
+    assert demos_only["env_steps_used"] == 0 and limited["env_steps_used"] == 4096
+    assert limited["test_return"] > demos_only["test_return"] + 2 * limited["test_return_se"]
+    with pytest.raises(ValueError, match="used 4,096 environment steps.*allows 0"):
+        score_track("minerl-demonstrations-only", ft_run, store=store, episodes=8)
+    with pytest.raises(ValueError, match="allows 1,000"):
+        score_track(get_track("minerl-limited-budget", 1000), ft_run, store=store, episodes=8)
+
+
+def test_cli_demos_and_bc(tmp_path, capsys):
+    from workbench.cli.main import main
+
+    record_demonstrator(colour_cue_demonstrator(1.0), "colour_cue", episodes=2, store_root=tmp_path)
+    store = ["--store", str(tmp_path)]
+    assert main([*store, "demos", "create", "cue", "--human", "--env", "colour_cue"]) == 0
+    assert "cue: 2 episodes" in capsys.readouterr().out
+    assert main([*store, "bc", "--set-name", "nope", "--env", "colour_cue"]) == 2
+    assert "unknown demonstration set 'nope'" in capsys.readouterr().err
+    assert main([*store, "bc", "--set-name", "cue", "--env", "colour_cue", "--updates", "2", "--width", "0.25",
+                 "--device", "cpu", "--no-progress", "--set", "batch_size=8", "--set", "eval_episodes=0"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert RunStore(tmp_path).get_run(run_id).algo == "bc"
+    # Like any run: resumed (here: already finished, so nothing to do) and evaluated through the registry.
+    assert main([*store, "resume", run_id, "--no-progress"]) == 0
+    assert main([*store, "eval", run_id, "--episodes", "4", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main([*store, "track", "score", "minerl-demonstrations-only", run_id, "--episodes", "4"]) == 0
+    assert '"env_steps_used": 0' in capsys.readouterr().out
+
+
+def test_bc_resumes_from_a_checkpoint_to_the_same_weights(tmp_path):
+    from workbench.rl.algos.session import rewind
+
+    store = RunStore(tmp_path)
+    ids = record_demonstrator(colour_cue_demonstrator(0.8), "colour_cue", episodes=4, store_root=tmp_path)
+    DemonstrationStore(tmp_path).create("cue", ids)
+    config = registry.make_config("bc", demo_set="cue", env="colour_cue", width=0.25, updates=6, batch_size=8,
+                                  checkpoint_every=3, eval_episodes=0, device="cpu")
+    run_id = registry.train(config, store=store, progress=False)
+    uninterrupted = store.load_checkpoint(run_id)["state"]["model"]
+    rewind(store, run_id, 3 * 8)   # back to iteration 3, as if the run had been stopped there
+    registry.train(registry.config_from_run("bc", store.get_run(run_id).config), store=store, run_id=run_id,
+                   progress=False)
+    resumed = store.load_checkpoint(run_id)["state"]["model"]
+    assert store.get_run(run_id).status == "finished"
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
