@@ -44,7 +44,7 @@ from workbench.rl.algos.returns import (
     RewardNormalizer,
     gae_advantages,
 )
-from workbench.rl.algos.rollout import Roller, RolloutBuffer
+from workbench.rl.algos.rollout import Roller, RolloutBuffer, StaleBatches
 from workbench.rl.algos.session import GeneratorState, TrainingSession
 from workbench.rl.policy import PolicyCore
 from workbench.storage.runs import RunStore
@@ -60,6 +60,8 @@ class PPGConfig(PPOConfig):
     n_pi: int = 32                  # policy iterations per auxiliary phase
     aux_epochs: int = 6             # E_aux
     beta_clone: float = 1.0
+    aux_lr: float | None = None     # the auxiliary phase's Adam step size (openai/ppo-ewma's `aux_lr`, 5e-4);
+                                    # None = learning_rate. Batch scaling leaves it unchanged (batch_size.py)
     aux_minibatch_rollouts: int | None = None  # whole rollouts per aux minibatch; None = num_envs // 16, i.e.
                                                # 16 x n_pi minibatches per epoch (the code: 4 of 64 rollouts)
     arch: str = "dual"              # "dual" (paper) or "detach" (single network, detached value head)
@@ -83,6 +85,8 @@ class PPGConfig(PPOConfig):
             problems.append(f"n_pi must be >= 1 (got {self.n_pi})")
         if self.aux_minibatch_rollouts is not None and self.aux_minibatch_rollouts < 1:
             problems.append(f"aux_minibatch_rollouts must be >= 1 or None (got {self.aux_minibatch_rollouts})")
+        if self.aux_lr is not None and not self.aux_lr > 0:
+            problems.append(f"aux_lr must be > 0 or None (got {self.aux_lr})")
         if self.aux_epochs < 0:
             problems.append(f"aux_epochs must be >= 0 (got {self.aux_epochs})")
         if problems:
@@ -182,7 +186,7 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
         policy, value_net = make_policy(config, detach_value=True, aux_value_head=True), None
         params = list(policy.model.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
-    aux_optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
+    aux_optimizer = torch.optim.Adam(params, lr=config.aux_lr or config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
     reward_normalizer = RewardNormalizer(config.num_envs, gamma=config.reward_norm_gamma, clip=config.reward_clip)
     proximal = ProximalPolicy(config, policy)
     advantage_normalizer = AdvantageNormalizer(config.beta_adv)
@@ -202,7 +206,8 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
 
     env = make_env(config, session.env_seed(config.seed))
     roller = Roller(env, policy, reward_normalizer, value_core=value_net, reward_fn=extension)
-    buf = RolloutBuffer.allocate(config.num_steps, config.num_envs, env.observation_shape, policy.device)
+    batches = StaleBatches(config.staleness, lambda: RolloutBuffer.allocate(
+        config.num_steps, config.num_envs, env.observation_shape, policy.device))
     aux = AuxBuffer(config, env.observation_shape, policy.device)
     with session, closing(env):
         while session.running:
@@ -210,17 +215,23 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
             if aux.size == 0 and proximal.ewma is not None:
                 proximal.ewma.reset()  # the EWMA restarts with each policy phase
             policy.model.eval()
-            episodes = roller.collect(buf)
+            episodes = roller.collect(batches.next_slot())
+            batches.collected()
             t1 = time.perf_counter()
-            advantages, returns = gae_advantages(buf.rewards, buf.values, buf.dones, buf.last_value,
-                                                 config.gamma, config.gae_lambda)
-            policy.model.train()
-            metrics = ppo_update(policy, optimizer, buf, advantages, returns, config, shuffle, proximal=proximal,
-                                 advantage_normalizer=advantage_normalizer, value_core=value_net)
-            aux.add(buf, returns)
-            if aux.full:
-                metrics.update(auxiliary_phase(policy, value_net, aux_optimizer, aux, config, shuffle))
-                aux.size = 0
+            metrics = {}
+            if batches.ready:  # staleness k: train on the batch collected k iterations ago (as ppo.train)
+                buf = batches.oldest()
+                advantages, returns = gae_advantages(buf.rewards, buf.values, buf.dones, buf.last_value,
+                                                     config.gamma, config.gae_lambda)
+                policy.model.train()
+                metrics = ppo_update(policy, optimizer, buf, advantages, returns, config, shuffle,
+                                     proximal=proximal, advantage_normalizer=advantage_normalizer,
+                                     value_core=value_net)
+                aux.add(buf, returns)
+                if aux.full:
+                    metrics.update(auxiliary_phase(policy, value_net, aux_optimizer, aux, config, shuffle))
+                    aux.size = 0
+            metrics["staleness"] = config.staleness
             metrics["aux_buffer_iterations"] = aux.size
             end_iteration(session, roller, config, episodes, metrics, t0, t1)
     return session.run_id

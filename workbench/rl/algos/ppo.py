@@ -41,7 +41,7 @@ from workbench.rl.algos.returns import (
     explained_variance,
     gae_advantages,
 )
-from workbench.rl.algos.rollout import Roller, RolloutBuffer
+from workbench.rl.algos.rollout import Roller, RolloutBuffer, StaleBatches
 from workbench.rl.algos.session import GeneratorState, TrainingSession
 from workbench.rl.env_registry import make_vec_env, normalized_return_or_nan
 from workbench.rl.policy import ImpalaCNN, PolicyCore
@@ -322,22 +322,18 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
 
     env = make_env(config, session.env_seed(config.seed))
     roller = Roller(env, core, reward_normalizer, reward_fn=extension)
-    # With staleness k, a ring of k + 1 buffers: each iteration collects into one and trains on the oldest,
-    # collected k iterations ago. (After a resume the ring refills first: k iterations without updates.)
-    buffers = [RolloutBuffer.allocate(config.num_steps, config.num_envs, env.observation_shape, core.device)
-               for _ in range(config.staleness + 1)]
-    filled = 0
+    batches = StaleBatches(config.staleness, lambda: RolloutBuffer.allocate(
+        config.num_steps, config.num_envs, env.observation_shape, core.device))
     with session, closing(env):
         while session.running:
             t0 = time.perf_counter()
             core.model.eval()
-            slot = session.iteration % len(buffers)
-            episodes = roller.collect(buffers[slot])
-            filled += 1
+            episodes = roller.collect(batches.next_slot())
+            batches.collected()
             t1 = time.perf_counter()
             metrics = {}
-            if filled > config.staleness:
-                buf = buffers[(slot + 1) % len(buffers)]  # the oldest (the same buffer when staleness = 0)
+            if batches.ready:
+                buf = batches.oldest()
                 advantages, returns = gae_advantages(buf.rewards, buf.values, buf.dones, buf.last_value,
                                                      config.gamma, config.gae_lambda)
                 core.model.train()
