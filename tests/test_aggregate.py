@@ -59,7 +59,7 @@ def test_performance_profile_and_probability_of_improvement_match_plain_loops():
 def test_aggregate_markdown_lists_iqm_and_pairs():
     scores = [RunScore(a, g, s, f"{a}{g}{s}", 0, 0, 0, v) for (a, g, s), v in zip(
         itertools.product(("ppg", "ppo"), ("coinrun", "miner"), range(3)), np.linspace(0, 1, 12))]
-    md = aggregate_markdown(scores)
+    md = aggregate_markdown(scores, reps=200)
     assert "| ppg | 2 | 6 |" in md and "| ppg | ppo | 2 | 0.000 |" in md and "| ppo | ppg | 2 | 1.000 |" in md
 
 
@@ -70,7 +70,7 @@ def test_write_tables_adds_the_aggregates_and_profile_data(tmp_path):
 
     scores = [RunScore(a, g, s, f"{a}{g}{s}", 1.0, 1.0, 0.5, v) for (a, g, s), v in zip(
         itertools.product(("ppg", "ppo"), ("coinrun", "miner"), range(2)), np.linspace(0, 1, 8))]
-    _, md_path, markdown = write_tables(scores, tmp_path)
+    _, md_path, markdown = write_tables(scores, tmp_path, reps=200)
     assert "| ALL | ppg |" in markdown and "IQM" in markdown and "P(X > Y)" in markdown
     data = json.loads((tmp_path / "aggregate.json").read_text())
     assert len(data["profile"]["ppo"]["fraction"]) == len(data["profile"]["taus"])

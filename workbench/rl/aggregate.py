@@ -26,10 +26,10 @@ def mean_score(scores) -> float:
 
 
 def stratified_bootstrap_ci(scores, statistic=interquartile_mean, *, reps: int = 2000, confidence: float = 0.95,
-                            seed: int = 0) -> tuple[float, float, float]:
+                            seed: int = 0):
     """(point estimate, low, high): percentile interval of `statistic` over `reps` stratified resamples.
     Replicate r draws, for each game g in order, `rng.integers(0, n_g, n_g)` (a fixed order a plain loop can
-    reproduce)."""
+    reproduce). A statistic may return an array (e.g. a whole performance profile): then each is an array."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1) (got {confidence})")
     if reps < 1:
@@ -38,12 +38,12 @@ def stratified_bootstrap_ci(scores, statistic=interquartile_mean, *, reps: int =
     if not games or any(len(g) == 0 for g in games):
         raise ValueError("every game needs at least one run's score")
     rng = np.random.default_rng(seed)
-    replicates = np.empty(reps)
-    for r in range(reps):
-        replicates[r] = statistic([g[rng.integers(0, len(g), len(g))] for g in games])
+    replicates = np.array([statistic([g[rng.integers(0, len(g), len(g))] for g in games]) for _ in range(reps)])
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(replicates, [alpha, 1 - alpha])
-    return statistic(games), float(low), float(high)
+    low, high = np.quantile(replicates, [alpha, 1 - alpha], axis=0)
+    if replicates.ndim == 1:
+        return statistic(games), float(low), float(high)
+    return np.asarray(statistic(games)), low, high
 
 
 def performance_profile(scores, taus) -> np.ndarray:
@@ -112,17 +112,16 @@ def profile_data(scores, field: str = "test_normalized", taus=None, *, reps: int
     out: dict = {"taus": taus.tolist()}
     for algo, games in sorted(by_algo.items()):
         per_game = [games[g] for g in sorted(games)]
-        bands = [stratified_bootstrap_ci(per_game, lambda s, t=t: float(performance_profile(s, [t])[0]),
-                                         reps=reps, seed=seed) for t in taus]
-        out[algo] = {key: [b[i] for b in bands] for i, key in enumerate(("fraction", "low", "high"))}
+        bands = stratified_bootstrap_ci(per_game, lambda s: performance_profile(s, taus), reps=reps, seed=seed)
+        out[algo] = {key: band.tolist() for key, band in zip(("fraction", "low", "high"), bands)}
     return out
 
 
-def aggregate_markdown(scores, field: str = "test_normalized") -> str:
+def aggregate_markdown(scores, field: str = "test_normalized", *, reps: int = 2000) -> str:
     """The IQM / mean table with 95% stratified bootstrap intervals, then the probabilities of improvement."""
     lines = [f"Aggregate {field.replace('_', ' ')} (Agarwal et al. 2021; 95% stratified bootstrap CIs)", "",
              "| algo | games | runs | IQM | mean |", "|---|---|---|---|---|"]
-    for r in aggregate_rows(scores, field):
+    for r in aggregate_rows(scores, field, reps=reps):
         lines.append(f"| {r['algo']} | {r['games']} | {r['runs']} | {r['iqm']:.3f} [{r['iqm_lo']:.3f}, "
                      f"{r['iqm_hi']:.3f}] | {r['mean']:.3f} [{r['mean_lo']:.3f}, {r['mean_hi']:.3f}] |")
     pairs = improvement_rows(scores, field)
