@@ -68,15 +68,20 @@ def test_adjust_for_batch_size_grows_and_shrinks_by_the_papers_rules(algo, c):
 
 
 def test_aux_phase_uses_its_own_step_size(monkeypatch):
-    seen = []
-    real_adam = torch.optim.Adam
+    seen = {}
+    real_aux, real_update = ppg.auxiliary_phase, ppg.ppo_update
 
-    def adam_spy(params, lr, **kwargs):
-        seen.append(lr)
-        return real_adam(params, lr=lr, **kwargs)
+    def aux_spy(policy, value_net, aux_optimizer, *args):
+        seen["aux"] = aux_optimizer.param_groups[0]["lr"]
+        return real_aux(policy, value_net, aux_optimizer, *args)
 
-    monkeypatch.setattr(torch.optim, "Adam", adam_spy)
-    ppg.train(tiny_ppg(learning_rate=1e-4, aux_lr=7e-4, total_timesteps=64), progress=False)
-    assert seen == [1e-4, 7e-4]  # policy phase, auxiliary phase
+    def update_spy(core, optimizer, *args, **kwargs):
+        seen["policy"] = optimizer.param_groups[0]["lr"]
+        return real_update(core, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(ppg, "auxiliary_phase", aux_spy)
+    monkeypatch.setattr(ppg, "ppo_update", update_spy)
+    ppg.train(tiny_ppg(learning_rate=1e-4, aux_lr=7e-4, total_timesteps=128), progress=False)
+    assert seen == {"policy": 1e-4, "aux": 7e-4}
     with pytest.raises(ValueError, match="aux_lr"):
         tiny_ppg(aux_lr=0.0).validate()

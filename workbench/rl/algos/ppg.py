@@ -36,6 +36,7 @@ from workbench.rl.algos.ppo import (
     check_recorder,
     end_iteration,
     make_env,
+    make_optimizers,
     make_policy,
     ppo_update,
 )
@@ -185,15 +186,15 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
     else:
         policy, value_net = make_policy(config, detach_value=True, aux_value_head=True), None
         params = list(policy.model.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
     aux_optimizer = torch.optim.Adam(params, lr=config.aux_lr or config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
     reward_normalizer = RewardNormalizer(config.num_envs, gamma=config.reward_norm_gamma, clip=config.reward_clip)
     proximal = ProximalPolicy(config, policy)
     advantage_normalizer = AdvantageNormalizer(config.beta_adv)
     shuffle = torch.Generator().manual_seed(config.seed)
-    state = {"policy": policy.model, "optimizer": optimizer, "aux_optimizer": aux_optimizer,
+    state = {"policy": policy.model, "aux_optimizer": aux_optimizer,
              "reward_normalizer": reward_normalizer, "advantage_normalizer": advantage_normalizer,
              "shuffle": GeneratorState(shuffle)}
+    optimizer, value_optimizer, kl_coefficient = make_optimizers(config, params, state)
     if value_net is not None:
         state["value"] = value_net.model
     if proximal.ewma is not None:
@@ -226,7 +227,8 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
                 policy.model.train()
                 metrics = ppo_update(policy, optimizer, buf, advantages, returns, config, shuffle,
                                      proximal=proximal, advantage_normalizer=advantage_normalizer,
-                                     value_core=value_net)
+                                     value_core=value_net, value_optimizer=value_optimizer,
+                                     kl_coefficient=kl_coefficient)
                 aux.add(buf, returns)
                 if aux.full:
                     metrics.update(auxiliary_phase(policy, value_net, aux_optimizer, aux, config, shuffle))
