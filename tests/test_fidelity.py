@@ -2,6 +2,7 @@
 staleness in PPG (openai/ppo-ewma), growing the batch (Hilton et al. 2021, arXiv 2110.00641), PPG's own
 auxiliary step size, the papers' presets, minibatch layouts, and the KL-penalized policy loss."""
 
+import dataclasses
 import math
 
 import pytest
@@ -85,3 +86,81 @@ def test_aux_phase_uses_its_own_step_size(monkeypatch):
     assert seen == {"policy": 1e-4, "aux": 7e-4}
     with pytest.raises(ValueError, match="aux_lr"):
         tiny_ppg(aux_lr=0.0).validate()
+
+
+def test_rollout_minibatches_hold_whole_env_rollouts_and_cover_the_batch():
+    from workbench.rl.algos.ppo import PPOConfig, minibatch_indices
+
+    config = PPOConfig(num_envs=8, num_steps=5, num_minibatches=4, minibatch_unit="rollouts").validate()
+    batches = list(minibatch_indices(config, torch.Generator().manual_seed(0), "cpu"))
+    assert len(batches) == 4 and sorted(torch.cat(batches).tolist()) == list(range(40))
+    for idx in batches:  # flat index = step * num_envs + env: every step of 2 envs
+        envs = {i % 8 for i in idx.tolist()}
+        assert len(envs) == 2 and sorted(idx.tolist()) == sorted(t * 8 + e for t in range(5) for e in envs)
+    timesteps = list(minibatch_indices(dataclasses.replace(config, minibatch_unit="timesteps"),
+                                       torch.Generator().manual_seed(0), "cpu"))
+    assert any(len({i % 8 for i in idx.tolist()}) > 2 for idx in timesteps)
+    with pytest.raises(ValueError, match="rollouts"):
+        PPOConfig(num_envs=6, num_steps=4, num_minibatches=4, minibatch_unit="rollouts").validate()
+
+
+def test_separate_schedule_runs_value_only_epochs_with_their_own_optimizer_first(monkeypatch):
+    """openai/phasic-policy-gradient ppo.py `learn`: E_V != E_pi -> E_V value-only epochs (own Adam), then
+    E_pi policy-only epochs; E_V == E_pi -> joint epochs with one optimizer."""
+    from workbench.rl.algos import ppo
+
+    steps = []
+    real_step = torch.optim.Adam.step
+
+    def step_spy(self, *args, **kwargs):
+        steps.append(self)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_spy)
+    store_states = {}
+    real_make = ppo.make_optimizers
+
+    def make_spy(config, params, state):
+        out = real_make(config, params, state)
+        store_states.update(state)
+        return out
+
+    monkeypatch.setattr(ppo, "make_optimizers", make_spy)
+    config = ppo.PPOConfig(env="colour_cue", num_envs=4, num_steps=8, num_minibatches=2, width=0.25, bf16=False,
+                           update_epochs=1, value_epochs=2, epoch_schedule="separate", total_timesteps=32,
+                           checkpoint_every=1000)
+    ppo.train(config, progress=False)
+    main, value = store_states["optimizer"], store_states["value_optimizer"]
+    assert steps == [value] * 4 + [main] * 2  # 2 value epochs x 2 minibatches, then 1 policy epoch
+    steps.clear()
+    store_states.clear()
+    ppo.train(dataclasses.replace(config, epoch_schedule="interleaved"), progress=False)
+    assert steps == [store_states["optimizer"]] * 4 and "value_optimizer" not in store_states
+
+
+def test_kl_penalty_loss_matches_its_formula_and_the_adaptive_rule():
+    from workbench.rl.algos.losses import AdaptiveKLCoefficient, kl_penalty_policy_loss
+
+    new = torch.tensor([-1.0, -0.5, -2.0], requires_grad=True)
+    behavior, prox, adv = torch.tensor([-1.2, -0.4, -1.5]), torch.tensor([-1.1, -0.6, -1.9]), torch.tensor([1., -2., .5])
+    out = kl_penalty_policy_loss(new, behavior, prox, adv, kl_coef=0.7)
+    expected = -sum(math.exp(n - b) * a for n, b, a in zip(new.tolist(), behavior.tolist(), adv.tolist())) / 3
+    expected += 0.7 * 0.5 * sum((n - p) ** 2 for n, p in zip(new.tolist(), prox.tolist())) / 3
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    # adaptive beta (PPO paper Sec. 4): halve below target / 1.5, double above 1.5 target, else keep
+    coef, target = AdaptiveKLCoefficient(1.0, target=0.01), 0.01
+    for kl in (0.001, 0.001, 0.012, 0.05, 0.0149, 0.016):
+        before = coef.value
+        rule = before / 2 if kl < target / 1.5 else before * 2 if kl > 1.5 * target else before
+        assert coef.update(kl) == pytest.approx(rule)
+    fixed = AdaptiveKLCoefficient(1.0)
+    assert fixed.update(10.0) == 1.0 and fixed.update(0.0) == 1.0
+
+
+def test_ppg_kl_trains_and_adapts_its_coefficient(tmp_path):
+    store = RunStore(tmp_path)
+    run = ppg.train(tiny_ppg(policy_loss="kl", kl_penalty=1.0, kl_target=1e-9, total_timesteps=64 * 2,
+                             minibatch_unit="rollouts", epoch_schedule="separate", value_epochs=2),
+                    store=store, progress=False)
+    _, coefs = store.metric_series(run, "kl_coef")
+    assert list(coefs) == [2.0, 4.0]  # any KL > 1.5e-9 doubles beta after each update
