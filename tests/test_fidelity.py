@@ -164,3 +164,28 @@ def test_ppg_kl_trains_and_adapts_its_coefficient(tmp_path):
                     store=store, progress=False)
     _, coefs = store.metric_series(run, "kl_coef")
     assert list(coefs) == [2.0, 4.0]  # any KL > 1.5e-9 doubles beta after each update
+
+
+def test_paper_presets_reproduce_each_papers_protocol_and_code():
+    from workbench.cli import main as cli
+    from workbench.rl.algos.presets import PRESETS
+
+    assert cli.PRESETS == PRESETS == registry.PRESETS
+    procgen = registry.make_config("ppg", "hard")  # the default preset: the Procgen paper's protocol
+    assert (procgen.num_levels, procgen.total_timesteps) == (500, 200_000_000)
+    for algo in ("ppg", "ppg-ewma"):
+        for preset in ("ppg-paper", "ewma-paper"):
+            c = registry.make_config(algo, preset=preset)
+            assert (c.distribution_mode, c.num_levels, c.total_timesteps, c.num_envs) == ("hard", 0, 100_000_000, 256)
+            assert (c.minibatch_unit, c.epoch_schedule, c.n_pi, c.aux_epochs) == ("rollouts", "separate", 32, 6)
+    assert registry.make_config("ppg-ewma", preset="ewma-paper").aux_lr == 5e-4
+    # the PPG paper's PPO baseline: PPO run in the PPG code (its README's --n_epoch_pi 3 --n_epoch_vf 3 --arch shared)
+    ppo = registry.make_config("ppo", preset="ppg-paper")
+    assert type(ppo).__name__ == "PPOConfig" and (ppo.update_epochs, ppo.value_epochs) == (3, 3)
+    assert (ppo.adam_eps, ppo.max_grad_norm, ppo.clip_value_loss, ppo.advantage_norm) == (1e-8, None, False, "batch")
+    assert (ppo.num_levels, ppo.total_timesteps, ppo.minibatch_unit) == (0, 100_000_000, "rollouts")
+    assert registry.make_config("ppo", preset="ppg-paper", num_envs=16).num_envs == 16  # overrides win
+    with pytest.raises(ValueError, match="hard-mode"):
+        registry.make_config("ppg", "easy", preset="ppg-paper")
+    with pytest.raises(ValueError, match="unknown preset"):
+        registry.make_config("ppg", preset="ppg")
