@@ -75,3 +75,15 @@ def test_write_tables_adds_the_aggregates_and_profile_data(tmp_path):
     data = json.loads((tmp_path / "aggregate.json").read_text())
     assert len(data["profile"]["ppo"]["fraction"]) == len(data["profile"]["taus"])
     assert {r["algo"] for r in data["aggregate"]} == {"ppg", "ppo"}
+
+
+def test_score_table_adds_the_iqm_with_its_interval_to_the_aggregate_rows():
+    from workbench.rl.evaluate import score_table, table_to_markdown
+
+    values = np.linspace(0, 1, 8)
+    scores = [RunScore("ppo", g, s, f"{g}{s}", 0, 0, 0, v) for (g, s), v in zip(
+        itertools.product(("coinrun", "miner"), range(4)), values)]
+    row = next(r for r in score_table(scores, reps=200) if r["game"] == "ALL")
+    assert row["test_iqm"] == pytest.approx(np.mean(sorted(values)[2:6]))
+    assert row["test_iqm_lo"] <= row["test_iqm"] <= row["test_iqm_hi"]
+    assert "IQM [95% CI]" in table_to_markdown([row])
