@@ -16,7 +16,11 @@ value head sits on detached features plus an auxiliary value head; the popular P
 PPG-EWMA (Hilton et al. 2021): `proximal_policy="ewma"`; the EWMA is reset at the start of each policy phase.
 
 Defaults follow openai/phasic-policy-gradient (the paper's code): Adam eps 1e-8, no gradient clipping, an
-unclipped value loss, advantages normalized per batch. Resuming: the auxiliary buffer is not checkpointed
+unclipped value loss, advantages normalized per batch; its whole-rollout minibatches and separate value
+epochs are settings (`minibatch_unit`, `epoch_schedule`) that the paper presets turn on
+(workbench.rl.algos.presets: "ppg-paper" / "ewma-paper" also give the papers' protocol, hard mode, full
+distribution, 100M steps). The auxiliary phase has its own Adam step size `aux_lr` (openai/ppo-ewma);
+`staleness` works as in PPO (rollout.StaleBatches). Resuming: the auxiliary buffer is not checkpointed
 (at paper scale it is 6.4 GB of frames), so a resumed run starts a new policy phase.
 """
 
