@@ -14,17 +14,17 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import fraction_of_peak, machine_report  # noqa: E402
+from machine import fraction_of_peak, machine_report
 
 peak = machine_report()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from workbench.rl.algos.ppo import PPOConfig, make_optimizers, make_policy, ppo_update  # noqa: E402
-from workbench.rl.algos.returns import AdvantageNormalizer  # noqa: E402
-from workbench.rl.algos.rollout import RolloutBuffer  # noqa: E402
-from workbench.rl.aggregate import interquartile_mean, stratified_bootstrap_ci  # noqa: E402
+from workbench.rl.aggregate import interquartile_mean, stratified_bootstrap_ci
+from workbench.rl.algos.ppo import PPOConfig, make_optimizers, make_policy, ppo_update
+from workbench.rl.algos.returns import AdvantageNormalizer
+from workbench.rl.algos.rollout import RolloutBuffer
 
 
 def forward_flops(core, obs_shape=(64, 64, 3)) -> float:

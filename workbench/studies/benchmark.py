@@ -18,8 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.registry import ALGOS, make_config
+from workbench.rl.aggregate import (
+    aggregate_markdown,
+    aggregate_rows,
+    improvement_rows,
+    profile_data,
+)
 from workbench.rl.env_registry import validate_env_name
-from workbench.rl.aggregate import aggregate_markdown, aggregate_rows, improvement_rows, profile_data
 from workbench.rl.evaluate import (
     RunScore,
     evaluate_run,
