@@ -71,8 +71,10 @@ def main() -> None:
             ppo_update(core, optimizer, buf, adv, ret, config, g, advantage_normalizer=AdvantageNormalizer(0.0),
                        value_optimizer=value_optimizer, kl_coefficient=kl)
             times.append(time.perf_counter() - t)
-        # samples passed forward+backward: 2 epochs (value-only, then policy) or 2 interleaved; 3 x forward FLOPs each
-        samples = 2 * config.batch_size
+        # samples passed forward+backward (3 x forward FLOPs each): "separate" runs E_V value-only epochs then E_pi
+        # policy-only epochs (3 passes here); "interleaved" max(E_pi, E_V) = 2 passes
+        passes = 3 if schedule == "separate" else 2
+        samples = passes * config.batch_size
         best = min(times)
         flops = 3 * forward_flops(core) * samples / best
         print(f"{unit:9s} {schedule:11s} {loss:4s}: {samples / best:8.0f} samples/s "
