@@ -11,6 +11,7 @@ from workbench.preferences import rlhf
 from workbench.rl.algos import ppg, ppo
 from workbench.rl.algos.batch_size import adjust_for_batch_size
 from workbench.rl.algos.config_check import check_values
+from workbench.rl.algos.presets import PRESETS, preset_overrides
 from workbench.rl.checkpoints import policy_from_checkpoint
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")
@@ -32,11 +33,14 @@ def config_class(algo: str) -> type:
     return _CONFIG[_check(algo)]
 
 
-def make_config(algo: str, distribution_mode: str = "easy", *, batch_scale: float | str | None = None,
-                **overrides):
-    """The paper defaults of `algo` for a Procgen mode, with overrides, optionally batch-size adjusted."""
+def make_config(algo: str, distribution_mode: str | None = None, *, batch_scale: float | str | None = None,
+                preset: str = "procgen", **overrides):
+    """The defaults of `algo` under `preset` -- the paper it reproduces (workbench.rl.algos.presets: "procgen",
+    the default, easy unless `distribution_mode` says hard; "ppg-paper"; "ewma-paper") -- with overrides,
+    optionally batch-size adjusted."""
     cls = _CONFIG[_check(algo)]
-    overrides = check_values(cls, {**_PRESETS[algo], **overrides})  # before anything is built from them
+    distribution_mode, from_preset = preset_overrides(preset, algo.removesuffix("-rm"), distribution_mode)
+    overrides = check_values(cls, {**_PRESETS[algo], **from_preset, **overrides})  # before anything is built
     config = cls.paper(distribution_mode, **overrides)
     if batch_scale is not None:
         config = adjust_for_batch_size(config, batch_scale)
@@ -71,5 +75,5 @@ def train(config, **kwargs) -> str:
     return engine.train(config, **kwargs)
 
 
-__all__ = ["ALGOS", "RM_ALGOS", "config_class", "make_config", "config_from_run", "algo_of", "train", "policy_from_checkpoint",
+__all__ = ["PRESETS", "ALGOS", "RM_ALGOS", "config_class", "make_config", "config_from_run", "algo_of", "train", "policy_from_checkpoint",
            "adjust_for_batch_size"]

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = ("search", "studies", "demonstrations")
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")  # = workbench.registry.ALGOS (checked by a test)
 RM_ALGOS = ("ppo-rm", "ppg-rm")  # = registry.RM_ALGOS: against a reward model, e.g. --set reward_model=PATH
+PRESETS = ("procgen", "ppg-paper", "ewma-paper")  # = workbench.rl.algos.presets.PRESETS (checked by a test)
 
 
 def _positive_int(text: str) -> int:
@@ -64,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ppo-rm/ppg-rm: against a reward model (--set reward_model=PATH --set kl_coef=0.02, "
                          "see docs/rlhf.md)")
     tr.add_argument("--env", default="coinrun", help="a Procgen game (or 'colour_cue', the small test task)")
-    tr.add_argument("--distribution-mode", default="easy", choices=("easy", "hard"))
+    tr.add_argument("--distribution-mode", default=None, choices=("easy", "hard"),
+                    help="default: easy (procgen preset), hard (paper presets)")
+    tr.add_argument("--preset", default="procgen", choices=PRESETS,
+                    help="the paper the defaults reproduce: procgen (Procgen paper, 500 levels/200M hard), "
+                         "ppg-paper / ewma-paper (hard, full distribution, 100M, the PPG code's settings; "
+                         "--algo ppo --preset ppg-paper is the PPG paper's PPO baseline); see docs/presets.md")
     tr.add_argument("--num-levels", type=int, default=None, help="training levels (default 200 easy / 500 hard)")
     tr.add_argument("--start-level", type=int, default=0)
     tr.add_argument("--num-envs", type=_positive_int, default=None, help="total envs (default 64 easy / 256 hard)")
@@ -211,7 +217,7 @@ def cmd_train(args, store) -> str:
     if isinstance(fields.get("reward_model"), str):
         input_file(fields["reward_model"], "reward model", folder=True)  # save_reward_model writes a folder
     mode = fields.pop("distribution_mode", args.distribution_mode)  # --set distribution_mode=... is the flag's
-    config = registry.make_config(args.algo, mode, batch_scale=args.batch_scale, **fields)
+    config = registry.make_config(args.algo, mode, batch_scale=args.batch_scale, preset=args.preset, **fields)
     if args.batch_scale is not None and config.update_epochs != 1:
         print(f"note: the batch-size adjustments assume one policy epoch (update_epochs = {config.update_epochs})",
               file=sys.stderr)

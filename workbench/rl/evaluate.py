@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from workbench.rl.aggregate import interquartile_mean, scores_by_algo, stratified_bootstrap_ci
 from workbench.rl.env_registry import make_vec_env, normalized_return_or_nan
 from workbench.rl.policy import PolicyCore
 from workbench.storage.runs import RunStore
@@ -166,11 +167,13 @@ def _mean_se(values) -> tuple[float, float]:
     return float(v.mean()), se
 
 
-def score_table(scores: list[RunScore]) -> list[dict]:
+def score_table(scores: list[RunScore], *, reps: int = 1000) -> list[dict]:
     """Per (game, algo): mean and standard error over seeds of raw and normalized return on train and test
     levels, and the generalization gap (train - test normalized return). Then one aggregate row per algo
     (game "ALL"): per seed, the mean normalized return over the games that seed ran; then mean and standard
-    error of that over seeds, as the Procgen paper aggregates (and the competition scores, per track)."""
+    error of that over seeds, as the Procgen paper aggregates (and the competition scores, per track); next to
+    it the interquartile mean of test normalized return over all (game, seed) runs with its 95% stratified
+    bootstrap interval (Agarwal et al. 2021, arXiv 2108.13264; workbench.rl.aggregate, `reps` replicates)."""
     rows = []
     keys = sorted({(s.game, s.algo) for s in scores})
     for game, algo in keys:
@@ -191,12 +194,16 @@ def score_table(scores: list[RunScore]) -> list[dict]:
                                                        for v in per_seed.values()])
         row["gap"], row["gap_se"] = _mean_se([np.mean([s.train_normalized - s.test_normalized for s in v])
                                              for v in per_seed.values()])
+        games = scores_by_algo([s for s in scores if s.algo == algo])[algo]
+        row["test_iqm"], row["test_iqm_lo"], row["test_iqm_hi"] = stratified_bootstrap_ci(
+            [games[g] for g in sorted(games)], interquartile_mean, reps=reps)
         rows.append(row)
     return rows
 
 
 TABLE_COLUMNS = ("game", "algo", "seeds", "train_return", "train_return_se", "test_return", "test_return_se",
-                 "train_normalized", "train_normalized_se", "test_normalized", "test_normalized_se", "gap", "gap_se")
+                 "train_normalized", "train_normalized_se", "test_normalized", "test_normalized_se", "gap", "gap_se",
+                 "test_iqm", "test_iqm_lo", "test_iqm_hi")
 
 
 def table_to_csv(rows: list[dict], path) -> None:
@@ -216,10 +223,14 @@ def table_to_markdown(rows: list[dict]) -> str:
         mean, se = row[key], row.get(key + "_se", float("nan"))
         return f"{mean:.3f}" if np.isnan(se) else f"{mean:.3f} ± {se:.3f}"
 
-    head = ["game", "algo", "seeds", "train return", "test return", "train norm.", "test norm.", "gap (norm.)"]
+    def iqm(row):
+        return f"{row['test_iqm']:.3f} [{row['test_iqm_lo']:.3f}, {row['test_iqm_hi']:.3f}]" if "test_iqm" in row else ""
+
+    head = ["game", "algo", "seeds", "train return", "test return", "train norm.", "test norm.", "gap (norm.)",
+            "test norm. IQM [95% CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["game"], r["algo"], str(r["seeds"]), fmt(r, "train_return"), fmt(r, "test_return"),
-                 fmt(r, "train_normalized"), fmt(r, "test_normalized"), fmt(r, "gap")]
+                 fmt(r, "train_normalized"), fmt(r, "test_normalized"), fmt(r, "gap"), iqm(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,12 @@ import os
 from pathlib import Path
 
 from workbench.registry import ALGOS, make_config
+from workbench.rl.aggregate import (
+    aggregate_markdown,
+    aggregate_rows,
+    improvement_rows,
+    profile_data,
+)
 from workbench.rl.env_registry import validate_env_name
 from workbench.rl.evaluate import (
     RunScore,
@@ -84,13 +90,19 @@ def run_grid(protocol: str, games: list[str], algos: list[str], seeds: int | lis
     return scores
 
 
-def write_tables(scores: list[RunScore], out_dir: str | os.PathLike) -> tuple[Path, Path, str]:
-    """Writes scores.json, table.csv and table.md under `out_dir`; returns their paths and the Markdown."""
+def write_tables(scores: list[RunScore], out_dir: str | os.PathLike, *, reps: int = 2000) -> tuple[Path, Path, str]:
+    """Writes scores.json, table.csv and table.md under `out_dir`; returns their paths and the Markdown.
+    table.md holds the per-game mean +- standard error table, then the aggregate test scores of Agarwal et al.
+    2021 (IQM and mean with stratified bootstrap intervals, probability of improvement; workbench.rl.aggregate);
+    aggregate.json holds those and the performance-profile data for a plot. `reps`: bootstrap replicates."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = score_table(scores)
     (out / "scores.json").write_text(json.dumps([s.__dict__ for s in scores], indent=1))
     table_to_csv(rows, out / "table.csv")
-    markdown = table_to_markdown(rows)
+    markdown = table_to_markdown(rows) + "\n" + aggregate_markdown(scores, reps=reps)
+    (out / "aggregate.json").write_text(json.dumps({"aggregate": aggregate_rows(scores, reps=reps),
+                                                    "improvement": improvement_rows(scores),
+                                                    "profile": profile_data(scores, reps=reps)}, indent=1))
     (out / "table.md").write_text(markdown)
     return out / "table.csv", out / "table.md", markdown

@@ -58,8 +58,7 @@ def decoupled_policy_loss(new_log_prob: torch.Tensor, behavior_log_prob: torch.T
     below at log pi - log 100, with pi detached). `approx_kl` is measured against the proximal policy and
     `clip_fraction` counts ratios r outside [1 - eps, 1 + eps].
     """
-    behavior = torch.maximum(behavior_log_prob, new_log_prob.detach() - torch.log(
-        torch.tensor(max_importance_weight, dtype=new_log_prob.dtype, device=new_log_prob.device)))
+    behavior = capped_behavior_log_prob(new_log_prob, behavior_log_prob, max_importance_weight)
     weight = (proximal_log_prob - behavior).exp()
     log_ratio = new_log_prob - proximal_log_prob
     ratio = log_ratio.exp()
@@ -69,3 +68,55 @@ def decoupled_policy_loss(new_log_prob: torch.Tensor, behavior_log_prob: torch.T
         clip_fraction = ((ratio - 1.0).abs() > clip_coef).float().mean()
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
     return PolicyLossOutput(loss, clip_fraction, approx_kl)
+
+
+def capped_behavior_log_prob(new_log_prob: torch.Tensor, behavior_log_prob: torch.Tensor,
+                             max_importance_weight: float) -> torch.Tensor:
+    """log pi_behav clipped from below at log pi - log(max weight), pi detached (openai/ppo-ewma)."""
+    return torch.maximum(behavior_log_prob, new_log_prob.detach() - torch.log(
+        torch.tensor(max_importance_weight, dtype=new_log_prob.dtype, device=new_log_prob.device)))
+
+
+def kl_penalty_policy_loss(new_log_prob: torch.Tensor, behavior_log_prob: torch.Tensor,
+                           proximal_log_prob: torch.Tensor, advantages: torch.Tensor, kl_coef: float | torch.Tensor,
+                           max_importance_weight: float = 100.0) -> PolicyLossOutput:
+    """The KL-penalized objective the PPG and EWMA papers compare with clipping (PPO-KL / PPG-KL; PPG paper
+    arXiv 2009.04416 Sec. 3 "L^KL", EWMA paper arXiv 2110.00641 "L^KLPEN"):
+
+        L = -E[ (pi / pi_behav) A ] + beta * KL[pi_prox || pi],
+
+    with the sample estimate KL ~ 0.5 E[(log pi - log pi_prox)^2] of openai/phasic-policy-gradient
+    (ppo.py, `compute_losses`: `kl_penalty * 0.5 * (logratio ** 2).mean()`, no clipping when clip_param = 0)
+    and the importance weight pi / pi_behav capped as in `decoupled_policy_loss`. With pi_prox = pi_behav it
+    is the PPG paper's PPO-KL. `approx_kl` is that KL estimate; `clip_fraction` is 0 (nothing is clipped).
+    """
+    behavior = capped_behavior_log_prob(new_log_prob, behavior_log_prob, max_importance_weight)
+    surrogate = (new_log_prob - behavior).exp() * advantages
+    log_ratio = new_log_prob - proximal_log_prob
+    kl = 0.5 * (log_ratio ** 2).mean()
+    loss = -surrogate.mean() + kl_coef * kl
+    return PolicyLossOutput(loss, torch.zeros((), device=loss.device), kl.detach())
+
+
+class AdaptiveKLCoefficient:
+    """beta of the KL-penalized objective. Fixed (`target=None`) as the PPG and EWMA papers run it (beta = 1;
+    the EWMA paper leaves it unchanged under batch scaling), or adaptive as the PPO paper's Sec. 4 (Schulman et
+    al. 2017, arXiv 1707.06347): after each update with mean KL d, beta /= 2 if d < target / 1.5 and
+    beta *= 2 if d > 1.5 target."""
+
+    def __init__(self, initial: float, target: float | None = None):
+        self.value, self.target = float(initial), target
+
+    def update(self, kl: float) -> float:
+        if self.target is not None:
+            if kl < self.target / 1.5:
+                self.value /= 2.0
+            elif kl > self.target * 1.5:
+                self.value *= 2.0
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = float(state["value"])

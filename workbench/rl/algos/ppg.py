@@ -16,7 +16,11 @@ value head sits on detached features plus an auxiliary value head; the popular P
 PPG-EWMA (Hilton et al. 2021): `proximal_policy="ewma"`; the EWMA is reset at the start of each policy phase.
 
 Defaults follow openai/phasic-policy-gradient (the paper's code): Adam eps 1e-8, no gradient clipping, an
-unclipped value loss, advantages normalized per batch. Resuming: the auxiliary buffer is not checkpointed
+unclipped value loss, advantages normalized per batch; its whole-rollout minibatches and separate value
+epochs are settings (`minibatch_unit`, `epoch_schedule`) that the paper presets turn on
+(workbench.rl.algos.presets: "ppg-paper" / "ewma-paper" also give the papers' protocol, hard mode, full
+distribution, 100M steps). The auxiliary phase has its own Adam step size `aux_lr` (openai/ppo-ewma);
+`staleness` works as in PPO (rollout.StaleBatches). Resuming: the auxiliary buffer is not checkpointed
 (at paper scale it is 6.4 GB of frames), so a resumed run starts a new policy phase.
 """
 
@@ -37,6 +41,7 @@ from workbench.rl.algos.ppo import (
     check_recorder,
     end_iteration,
     make_env,
+    make_optimizers,
     make_policy,
     ppo_update,
 )
@@ -45,7 +50,7 @@ from workbench.rl.algos.returns import (
     RewardNormalizer,
     gae_advantages,
 )
-from workbench.rl.algos.rollout import Roller, RolloutBuffer
+from workbench.rl.algos.rollout import Roller, RolloutBuffer, StaleBatches
 from workbench.rl.algos.session import GeneratorState, TrainingSession
 from workbench.rl.compute import TrainingCompute
 from workbench.rl.policy import PolicyCore
@@ -62,6 +67,8 @@ class PPGConfig(PPOConfig):
     n_pi: int = 32                  # policy iterations per auxiliary phase
     aux_epochs: int = 6             # E_aux
     beta_clone: float = 1.0
+    aux_lr: float | None = None     # the auxiliary phase's Adam step size (openai/ppo-ewma's `aux_lr`, 5e-4);
+                                    # None = learning_rate. Batch scaling leaves it unchanged (batch_size.py)
     aux_minibatch_rollouts: int | None = None  # whole rollouts per aux minibatch; None = num_envs // 16, i.e.
                                                # 16 x n_pi minibatches per epoch (the code: 4 of 64 rollouts)
     arch: str = "dual"              # "dual" (paper) or "detach" (single network, detached value head)
@@ -85,6 +92,8 @@ class PPGConfig(PPOConfig):
             problems.append(f"n_pi must be >= 1 (got {self.n_pi})")
         if self.aux_minibatch_rollouts is not None and self.aux_minibatch_rollouts < 1:
             problems.append(f"aux_minibatch_rollouts must be >= 1 or None (got {self.aux_minibatch_rollouts})")
+        if self.aux_lr is not None and not self.aux_lr > 0:
+            problems.append(f"aux_lr must be > 0 or None (got {self.aux_lr})")
         if self.aux_epochs < 0:
             problems.append(f"aux_epochs must be >= 0 (got {self.aux_epochs})")
         if problems:
@@ -185,15 +194,15 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
     else:
         policy, value_net = make_policy(config, detach_value=True, aux_value_head=True), None
         params = list(policy.model.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
-    aux_optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
+    aux_optimizer = torch.optim.Adam(params, lr=config.aux_lr or config.learning_rate, eps=config.adam_eps, betas=config.adam_betas)
     reward_normalizer = RewardNormalizer(config.num_envs, gamma=config.reward_norm_gamma, clip=config.reward_clip)
     proximal = ProximalPolicy(config, policy)
     advantage_normalizer = AdvantageNormalizer(config.beta_adv)
     shuffle = torch.Generator().manual_seed(config.seed)
-    state = {"policy": policy.model, "optimizer": optimizer, "aux_optimizer": aux_optimizer,
+    state = {"policy": policy.model, "aux_optimizer": aux_optimizer,
              "reward_normalizer": reward_normalizer, "advantage_normalizer": advantage_normalizer,
              "shuffle": GeneratorState(shuffle)}
+    optimizer, value_optimizer, kl_coefficient = make_optimizers(config, params, state)
     if value_net is not None:
         state["value"] = value_net.model
     if proximal.ewma is not None:
@@ -208,7 +217,8 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
 
     env = make_env(config, session.env_seed(config.seed))
     roller = Roller(env, policy, reward_normalizer, value_core=value_net, reward_fn=extension)
-    buf = RolloutBuffer.allocate(config.num_steps, config.num_envs, env.observation_shape, policy.device)
+    batches = StaleBatches(config.staleness, lambda: RolloutBuffer.allocate(
+        config.num_steps, config.num_envs, env.observation_shape, policy.device))
     aux = AuxBuffer(config, env.observation_shape, policy.device)
     with session, closing(env):
         while session.running:
@@ -216,17 +226,24 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
             if aux.size == 0 and proximal.ewma is not None:
                 proximal.ewma.reset()  # the EWMA restarts with each policy phase
             policy.model.eval()
-            episodes = roller.collect(buf)
+            episodes = roller.collect(batches.next_slot())
+            batches.collected()
             t1 = time.perf_counter()
-            advantages, returns = gae_advantages(buf.rewards, buf.values, buf.dones, buf.last_value,
-                                                 config.gamma, config.gae_lambda)
-            policy.model.train()
-            metrics = ppo_update(policy, optimizer, buf, advantages, returns, config, shuffle, proximal=proximal,
-                                 advantage_normalizer=advantage_normalizer, value_core=value_net)
-            aux.add(buf, returns)
-            if aux.full:
-                metrics.update(auxiliary_phase(policy, value_net, aux_optimizer, aux, config, shuffle))
-                aux.size = 0
+            metrics = {}
+            if batches.ready:  # staleness k: train on the batch collected k iterations ago (as ppo.train)
+                buf = batches.oldest()
+                advantages, returns = gae_advantages(buf.rewards, buf.values, buf.dones, buf.last_value,
+                                                     config.gamma, config.gae_lambda)
+                policy.model.train()
+                metrics = ppo_update(policy, optimizer, buf, advantages, returns, config, shuffle,
+                                     proximal=proximal, advantage_normalizer=advantage_normalizer,
+                                     value_core=value_net, value_optimizer=value_optimizer,
+                                     kl_coefficient=kl_coefficient)
+                aux.add(buf, returns)
+                if aux.full:
+                    metrics.update(auxiliary_phase(policy, value_net, aux_optimizer, aux, config, shuffle))
+                    aux.size = 0
+            metrics["staleness"] = config.staleness
             metrics["aux_buffer_iterations"] = aux.size
             end_iteration(session, roller, config, episodes, metrics, t0, t1)
     return session.run_id

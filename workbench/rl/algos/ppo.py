@@ -33,8 +33,10 @@ from workbench.distributed import group, reduce
 from workbench.rl.algos.config_check import check_config, config_from_dict
 from workbench.rl.algos.ewma import EWMAModel
 from workbench.rl.algos.losses import (
+    AdaptiveKLCoefficient,
     clipped_policy_loss,
     decoupled_policy_loss,
+    kl_penalty_policy_loss,
     normalize_advantages,
     value_loss,
 )
@@ -44,7 +46,7 @@ from workbench.rl.algos.returns import (
     explained_variance,
     gae_advantages,
 )
-from workbench.rl.algos.rollout import Roller, RolloutBuffer
+from workbench.rl.algos.rollout import Roller, RolloutBuffer, StaleBatches
 from workbench.rl.algos.session import GeneratorState, TrainingSession
 from workbench.rl.compute import TrainingCompute, end_iteration_compute
 from workbench.rl.env_registry import make_vec_env, normalized_return_or_nan
@@ -53,6 +55,9 @@ from workbench.storage.runs import RunStore
 
 ADVANTAGE_NORMS = ("minibatch", "batch", "ewma", "none")
 PROXIMAL_POLICIES = ("behavior", "recent", "ewma")
+POLICY_LOSSES = ("clip", "kl")
+MINIBATCH_UNITS = ("timesteps", "rollouts")
+EPOCH_SCHEDULES = ("interleaved", "separate")
 
 
 @dataclass
@@ -80,6 +85,15 @@ class PPOConfig:
     clip_value_loss: bool = True        # baselines' clipped value loss (same clip as the policy)
     advantage_norm: str = "minibatch"   # baselines: per minibatch; the PPG code: "batch"; "ewma" (beta_adv)
     value_epochs: int | None = None     # epochs that train the value function (PPG's E_V); None = update_epochs
+    epoch_schedule: str = "interleaved"  # "interleaved": epoch e trains the policy if e < E_pi and the value if
+                                         # e < E_V, one optimizer; "separate" (the PPG/EWMA codes): when E_V !=
+                                         # E_pi, E_V value-only epochs with their own Adam, then E_pi policy-only
+    minibatch_unit: str = "timesteps"   # "timesteps": random timesteps (baselines); "rollouts": whole env
+                                        # rollouts per minibatch (the PPG/EWMA codes' minibatch_optimize)
+    policy_loss: str = "clip"           # "clip" = L_clip; "kl" = KL-penalized L^KLPEN (PPO-KL / PPG-KL)
+    kl_penalty: float = 1.0             # policy_loss="kl": beta (the PPG code's kl_penalty; the papers: 1, fixed)
+    kl_target: float | None = None      # policy_loss="kl": None = fixed beta; a KL target = the PPO paper's
+                                        # adaptive beta (halve below target / 1.5, double above 1.5 target)
     reward_norm_gamma: float = 0.99     # OpenAI's VecNormalize gamma; the PyTorch port uses 0.999
     reward_clip: float = 10.0
     # --- decoupled proximal policy (PPO-EWMA, Hilton et al. 2021) and staleness ---
@@ -137,6 +151,16 @@ class PPOConfig:
                             f"num_minibatches = {self.num_minibatches}")
         if self.advantage_norm not in ADVANTAGE_NORMS:
             problems.append(f"advantage_norm {self.advantage_norm!r} is not one of {ADVANTAGE_NORMS}")
+        for name, choices in (("policy_loss", POLICY_LOSSES), ("minibatch_unit", MINIBATCH_UNITS),
+                              ("epoch_schedule", EPOCH_SCHEDULES)):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} {getattr(self, name)!r} is not one of {choices}")
+        if self.minibatch_unit == "rollouts" and self.num_envs % self.num_minibatches:
+            problems.append(f"minibatch_unit='rollouts' needs num_envs = {self.num_envs} divisible by "
+                            f"num_minibatches = {self.num_minibatches}")
+        if self.kl_penalty < 0 or (self.kl_target is not None and not self.kl_target > 0):
+            problems.append(f"kl_penalty must be >= 0 and kl_target > 0 or None (got {self.kl_penalty}, "
+                            f"{self.kl_target})")
         if self.proximal_policy not in PROXIMAL_POLICIES:
             problems.append(f"proximal_policy {self.proximal_policy!r} is not one of {PROXIMAL_POLICIES}")
         for name in ("beta_prox", "beta_adv"):
@@ -211,10 +235,14 @@ class ProximalPolicy:
 def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutBuffer, advantages: torch.Tensor,
                returns: torch.Tensor, config: PPOConfig, generator: torch.Generator, *,
                proximal: ProximalPolicy | None = None, advantage_normalizer: AdvantageNormalizer | None = None,
-               value_core: PolicyCore | None = None) -> dict[str, float]:
-    """`update_epochs` passes of the clipped policy objective and `value_epochs` of the value loss over the
-    batch, in `num_minibatches` shuffled minibatches per epoch. PPG passes its separate value network as
-    `value_core` (otherwise the policy network's value head is trained).
+               value_core: PolicyCore | None = None, value_optimizer: torch.optim.Optimizer | None = None,
+               kl_coefficient: AdaptiveKLCoefficient | None = None) -> dict[str, float]:
+    """`update_epochs` passes of the policy objective (`policy_loss`: clipped, or KL-penalized with
+    `kl_coefficient`'s beta, adapted after the update) and `value_epochs` of the value loss over the batch, in
+    `num_minibatches` shuffled minibatches per epoch (`minibatch_indices`). PPG passes its separate value
+    network as `value_core` (otherwise the policy network's value head is trained). `epoch_schedule`:
+    "interleaved" (one optimizer) or "separate" (openai/phasic-policy-gradient ppo.py, `learn`: when E_V !=
+    E_pi, first E_V value-only epochs with `value_optimizer`, then E_pi policy-only epochs; joint otherwise).
 
     A minibatch's gradient may be accumulated over chunks of `update_chunk_size` samples: the same gradient
     (each chunk's mean loss is weighted by its share of the minibatch, and minibatch statistics such as the
@@ -248,7 +276,10 @@ def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutB
             new_log_prob = log_probs.gather(1, actions[idx, None]).squeeze(1)
             entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
             prox_log_prob = proximal.log_probs(idx, obs[idx], actions[idx], behavior_log_probs[idx])
-            if proximal.kind != "behavior" and config.decoupled:
+            if config.policy_loss == "kl":
+                pg = kl_penalty_policy_loss(new_log_prob, behavior_log_probs[idx], prox_log_prob, adv,
+                                            kl_coefficient.value, config.max_importance_weight)
+            elif proximal.kind != "behavior" and config.decoupled:
                 pg = decoupled_policy_loss(new_log_prob, behavior_log_probs[idx], prox_log_prob, adv,
                                            config.clip_coef, config.max_importance_weight)
             else:
@@ -271,15 +302,17 @@ def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutB
             sums["value_loss"] += weight * v_loss.detach()
         return loss * weight
 
-    for epoch in range(max(config.update_epochs, value_epochs)):
-        train_policy, train_value = epoch < config.update_epochs, epoch < value_epochs
-        order = torch.randperm(config.batch_size, generator=generator).to(obs.device)
-        for start in range(0, config.batch_size, config.minibatch_size):
-            idx = order[start:start + config.minibatch_size]
+    if config.epoch_schedule == "separate" and value_epochs != config.update_epochs:
+        passes = [(False, True, value_optimizer)] * value_epochs + [(True, False, optimizer)] * config.update_epochs
+    else:
+        passes = [(e < config.update_epochs, e < value_epochs, optimizer)
+                  for e in range(max(config.update_epochs, value_epochs))]
+    for train_policy, train_value, step_optimizer in passes:
+        for idx in minibatch_indices(config, generator, obs.device):
             adv = advantages[idx]
             if config.advantage_norm == "minibatch":
                 adv = normalize_advantages(adv)  # over the whole minibatch, before any chunking
-            optimizer.zero_grad(set_to_none=True)
+            step_optimizer.zero_grad(set_to_none=True)
             for c in range(0, len(idx), chunk_size):
                 weight = min(chunk_size, len(idx) - c) / len(idx)
                 chunk_loss(idx[c:c + chunk_size], adv[c:c + chunk_size], train_policy, train_value,
@@ -287,7 +320,7 @@ def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutB
             reduce.average_gradients(params)  # data-parallel: the mean over ranks, clipped after (baselines)
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
+            step_optimizer.step()
             if train_policy:
                 proximal.after_policy_step()
             policy_steps += train_policy
@@ -295,7 +328,42 @@ def ppo_update(core: PolicyCore, optimizer: torch.optim.Optimizer, buf: RolloutB
     metrics = {k: float(v) / max(policy_steps, 1) for k, v in sums.items() if k != "value_loss"}
     metrics["value_loss"] = float(sums["value_loss"]) / max(value_steps, 1)
     metrics["explained_variance"] = explained_variance(old_values, returns)
+    if kl_coefficient is not None:
+        metrics["kl_coef"] = kl_coefficient.update(metrics["approx_kl"])
     return metrics
+
+
+def minibatch_indices(config: PPOConfig, generator: torch.Generator, device):
+    """One epoch's minibatches as indices into the batch flattened (step, env) -> step * num_envs + env:
+    `minibatch_unit="timesteps"` shuffles timesteps (baselines); "rollouts" shuffles envs and gives each
+    minibatch whole rollouts of num_envs / num_minibatches envs (openai/phasic-policy-gradient's
+    minibatch_optimize splits the (env, step) segment along envs)."""
+    if config.minibatch_unit == "rollouts":
+        envs = torch.randperm(config.num_envs, generator=generator)
+        per_minibatch = config.num_envs // config.num_minibatches
+        step_offsets = torch.arange(config.num_steps)[:, None] * config.num_envs
+        for start in range(0, config.num_envs, per_minibatch):
+            yield (step_offsets + envs[None, start:start + per_minibatch]).flatten().to(device)
+        return
+    order = torch.randperm(config.batch_size, generator=generator).to(device)
+    for start in range(0, config.batch_size, config.minibatch_size):
+        yield order[start:start + config.minibatch_size]
+
+
+def make_optimizers(config: PPOConfig, params: list, state: dict) -> tuple:
+    """The Adam of the update, the value-only epochs' own Adam when `epoch_schedule="separate"` (else None)
+    and the KL coefficient when `policy_loss="kl"` (else None); those present are added to the checkpointed
+    `state`."""
+    def adam(lr):
+        return torch.optim.Adam(params, lr=lr, eps=config.adam_eps, betas=tuple(config.adam_betas))
+
+    optimizer, value_optimizer, kl_coefficient = adam(config.learning_rate), None, None
+    state["optimizer"] = optimizer
+    if config.epoch_schedule == "separate":
+        value_optimizer = state["value_optimizer"] = adam(config.learning_rate)
+    if config.policy_loss == "kl":
+        kl_coefficient = state["kl_coefficient"] = AdaptiveKLCoefficient(config.kl_penalty, config.kl_target)
+    return optimizer, value_optimizer, kl_coefficient
 
 
 def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | None = None,
@@ -311,14 +379,13 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
     algo = "ppo-ewma" if config.proximal_policy == "ewma" else "ppo"
     torch.manual_seed(config.seed)
     core = make_policy(config)
-    optimizer = torch.optim.Adam(core.model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
-                                 betas=tuple(config.adam_betas))
     reward_normalizer = RewardNormalizer(config.num_envs, gamma=config.reward_norm_gamma, clip=config.reward_clip)
     proximal = ProximalPolicy(config, core)
     advantage_normalizer = AdvantageNormalizer(config.beta_adv)
     shuffle = torch.Generator().manual_seed(config.seed)
-    state = {"model": core.model, "optimizer": optimizer, "reward_normalizer": reward_normalizer,
+    state = {"model": core.model, "reward_normalizer": reward_normalizer,
              "advantage_normalizer": advantage_normalizer, "shuffle": GeneratorState(shuffle)}
+    optimizer, value_optimizer, kl_coefficient = make_optimizers(config, list(core.model.parameters()), state)
     if proximal.ewma is not None:
         state["proximal_ewma"] = proximal.ewma
     if extension is not None:
@@ -330,27 +397,24 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
 
     env = make_env(config, session.env_seed(config.seed))
     roller = Roller(env, core, reward_normalizer, reward_fn=extension)
-    # With staleness k, a ring of k + 1 buffers: each iteration collects into one and trains on the oldest,
-    # collected k iterations ago. (After a resume the ring refills first: k iterations without updates.)
-    buffers = [RolloutBuffer.allocate(config.num_steps, config.num_envs, env.observation_shape, core.device)
-               for _ in range(config.staleness + 1)]
-    filled = 0
+    batches = StaleBatches(config.staleness, lambda: RolloutBuffer.allocate(
+        config.num_steps, config.num_envs, env.observation_shape, core.device))
     with session, closing(env):
         while session.running:
             t0 = time.perf_counter()
             core.model.eval()
-            slot = session.iteration % len(buffers)
-            episodes = roller.collect(buffers[slot])
-            filled += 1
+            episodes = roller.collect(batches.next_slot())
+            batches.collected()
             t1 = time.perf_counter()
             metrics = {}
-            if filled > config.staleness:
-                buf = buffers[(slot + 1) % len(buffers)]  # the oldest (the same buffer when staleness = 0)
+            if batches.ready:
+                buf = batches.oldest()
                 advantages, returns = gae_advantages(buf.rewards, buf.values, buf.dones, buf.last_value,
                                                      config.gamma, config.gae_lambda)
                 core.model.train()
                 metrics = ppo_update(core, optimizer, buf, advantages, returns, config, shuffle,
-                                     proximal=proximal, advantage_normalizer=advantage_normalizer)
+                                     proximal=proximal, advantage_normalizer=advantage_normalizer,
+                                     value_optimizer=value_optimizer, kl_coefficient=kl_coefficient)
             metrics["staleness"] = config.staleness
             end_iteration(session, roller, config, episodes, metrics, t0, t1)
     return session.run_id

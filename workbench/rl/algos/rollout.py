@@ -99,3 +99,32 @@ class Roller:
         if not self.recent_episodes:
             return float("nan")
         return float(np.mean([e.ret for e in self.recent_episodes]))
+
+
+class StaleBatches:
+    """Training on data collected `staleness` iterations ago (EWMA paper, arXiv 2110.00641, Sec. 6): a ring of
+    `staleness + 1` rollout buffers; each iteration collects into `next_slot()` and, once the ring is full,
+    trains on `oldest()`, collected `staleness` iterations earlier. openai/ppo-ewma keeps the same queue of
+    `staleness + 1` batches for PPO and PPG alike (ppo_ewma/ppo.py, `learn`), so both engines share this.
+    (After a resume the ring refills first: `staleness` iterations without updates.)"""
+
+    def __init__(self, staleness: int, allocate):
+        self.buffers = [allocate() for _ in range(staleness + 1)]
+        self.staleness = staleness
+        self.filled = 0
+        self._next = 0
+
+    def next_slot(self) -> RolloutBuffer:
+        return self.buffers[self._next]
+
+    def collected(self) -> None:
+        self.filled += 1
+        self._next = (self._next + 1) % len(self.buffers)
+
+    @property
+    def ready(self) -> bool:
+        return self.filled > self.staleness
+
+    def oldest(self) -> RolloutBuffer:
+        """After `collected()`, the slot written next is the oldest (the just-collected one if staleness = 0)."""
+        return self.buffers[self._next]
