@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from workbench.rl.aggregate import interquartile_mean, scores_by_algo, stratified_bootstrap_ci
+from workbench.rl.aggregate import (
+    interquartile_mean,
+    scores_by_algo,
+    stratified_bootstrap_ci,
+)
 from workbench.rl.env_registry import make_vec_env, normalized_return_or_nan
 from workbench.rl.policy import PolicyCore
 from workbench.storage.runs import RunStore
