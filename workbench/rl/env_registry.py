@@ -11,9 +11,10 @@ from workbench.rl.envs import (
     ProcgenVecEnv,
     normalized_return,
 )
+from workbench.rl.digits_env import DIGITS_TASKS
 from workbench.rl.toy_env import ColourChoiceVecEnv, ColourCueVecEnv
 
-TEST_TASKS = {"colour_cue": ColourCueVecEnv, "colour_choice": ColourChoiceVecEnv}
+TEST_TASKS = {"colour_cue": ColourCueVecEnv, "colour_choice": ColourChoiceVecEnv, **DIGITS_TASKS}
 ENV_NAMES: tuple[str, ...] = GAMES + tuple(TEST_TASKS)
 
 

@@ -46,6 +46,7 @@ from workbench.rl.algos.returns import (
 )
 from workbench.rl.algos.rollout import Roller, RolloutBuffer
 from workbench.rl.algos.session import GeneratorState, TrainingSession
+from workbench.rl.compute import TrainingCompute
 from workbench.rl.policy import PolicyCore
 from workbench.storage.runs import RunStore
 
@@ -199,6 +200,8 @@ def train(config: PPGConfig, *, store: RunStore | None = None, run_id: str | Non
     session = TrainingSession(algo, config, store=store, run_id=run_id, progress=progress, state=state)
     session.recorder = recorder
     session.restore(policy.device)
+    session.compute = TrainingCompute(config, policy.model, value=None if value_net is None else value_net.model,
+                                      extension=extension).resume(session)
 
     env = make_env(config, session.env_seed(config.seed))
     roller = Roller(env, policy, reward_normalizer, value_core=value_net, reward_fn=extension)

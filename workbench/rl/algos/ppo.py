@@ -42,6 +42,7 @@ from workbench.rl.algos.returns import (
 )
 from workbench.rl.algos.rollout import Roller, RolloutBuffer
 from workbench.rl.algos.session import GeneratorState, TrainingSession
+from workbench.rl.compute import TrainingCompute, end_iteration_compute
 from workbench.rl.env_registry import make_vec_env, normalized_return_or_nan
 from workbench.rl.policy import ImpalaCNN, PolicyCore
 from workbench.storage.runs import RunStore
@@ -324,6 +325,7 @@ def train(config: PPOConfig, *, store: RunStore | None = None, run_id: str | Non
     session = TrainingSession(algo, config, store=store, run_id=run_id, progress=progress, state=state)
     session.recorder = recorder
     session.restore(core.device)
+    session.compute = TrainingCompute(config, core.model, extension=extension).resume(session)
 
     env = make_env(config, session.env_seed(config.seed))
     roller = Roller(env, core, reward_normalizer, reward_fn=extension)
@@ -358,6 +360,7 @@ def end_iteration(session: TrainingSession, roller: Roller, config: PPOConfig, e
     """Adds episode statistics and timings to an iteration's metrics and hands them to the session."""
     if roller.reward_fn is not None:
         metrics.update(roller.reward_fn.end_iteration(session))
+    metrics.update(end_iteration_compute(session, metrics))  # cumulative training FLOPs (workbench.rl.compute)
     t_end = time.perf_counter()
     metrics.update(episode_metrics(episodes, config), steps_per_second=config.batch_size / (t_end - t_start),
                    rollout_seconds=t_collected - t_start, update_seconds=t_end - t_collected)
