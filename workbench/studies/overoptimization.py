@@ -185,7 +185,7 @@ def _prepare(study: OveroptimizationStudy, store_root, base: Path) -> dict:
         model = ImpalaCNN(width=study.policy_width)
         run = store.create_run(algo="ppo", env=study.env, config={"width": study.policy_width, "study": study.name},
                                name=f"{study.name} pi_init")
-        store.save_checkpoint(run, 0, {"state": {"model": model.state_dict()}})
+        store.save_checkpoint(run, 0, {"state": {"model": model.state_dict()}, "global_step": 0})  # a policy checkpoint
         store.set_status(run, "finished")
         setup["init_run"] = run
         write_json(state_path, setup)
