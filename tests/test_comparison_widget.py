@@ -349,7 +349,10 @@ def test_build_app_gives_labelers_only_the_labeling_view(store, monkeypatch):
     made = []
     monkeypatch.setattr(app, "LabelingTab", lambda **kw: made.append(LabelingTab(**kw)) or made[-1])
     [view] = app.build_app(store.root, require_login=True, admins=frozenset({"boss"})).main
-    assert "wb-labeler-view" in view.css_classes and not isinstance(view, pn.Tabs)  # no other tab
+    # A labeler gets the labeling view and, since issue 20 ("labeler accounts may play"), the Procgen player;
+    # no other tab (no runs, no other labelers' statistics).
+    assert isinstance(view, pn.Tabs) and view._names == ["Labeling", "Play"]
+    assert "wb-labeler-view" in view[0].css_classes
     assert made[-1].role == "labeler" and made[-1].user == "lab1" and made[-1].require_login
     assert made[-1].comparison.labeler == "lab1"
     [tabs] = app.build_app(store.root, require_login=True, admins=frozenset({"lab1"})).main

@@ -107,7 +107,7 @@ def build_app(store_root: str | os.PathLike | None = None, *, require_login: boo
     Roles (served with logins, ``require_login=True``; see docs/labeling.md): a session without a logged-in
     user gets no tabs at all; with ``admins`` given, a logged-in user not in it is a *labeler* and sees only
     the labeling view (:class:`widgets.labeling.LabelingTab` with ``role="labeler"``: their own assignments
-    and progress, nobody else's labels); admins (every logged-in user when ``admins`` is None) see every tab.
+    and progress, nobody else's labels) and the Procgen player (labelers may play); admins (every logged-in user when ``admins`` is None) see every tab.
     """
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:
