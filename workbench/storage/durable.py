@@ -115,11 +115,16 @@ def read_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     does a path that is missing, a folder or unreadable."""
     path = input_file(path, "JSONL file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    return parse_jsonl(text, path)
+
+
+def parse_jsonl(text: str, path) -> list[tuple[int, dict]]:
+    """JSON Lines text as (line number, object), blank lines skipped; errors name ``path`` and the line."""
     rows = []
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -13,10 +13,9 @@ SIGTERM/SIGINT to the driver stops the study: every job is asked to checkpoint a
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from dataclasses import dataclass
 
+from workbench.rl.algos.session import StopRequest
 from workbench.storage.runs import RunStore, process_alive
 from workbench.storage.studies import StudyStore
 from workbench.studies.executors import Executor, Job, JobResult
@@ -88,25 +87,6 @@ def driver_alive(store_root, name: str) -> int | None:
     return info.pid if info.status == "running" and process_alive(info.pid) else None
 
 
-class _StopFlag:
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def run_study(spec: StudySpec, store_root, executor: Executor, *, log=print) -> StudyReport:
     """Run (or continue) every point of ``spec`` on ``executor``; returns each point's outcome."""
     studies = register_study(spec, store_root)
@@ -128,7 +108,7 @@ def run_study(spec: StudySpec, store_root, executor: Executor, *, log=print) -> 
     studies.set_study_status(spec.name, "running", pid=os.getpid())
     stopping = False
     try:
-        with _StopFlag() as flag:
+        with StopRequest() as flag:  # SIGTERM/SIGINT: stop between runs
             while pending or executor.active():
                 if flag.requested and not stopping:
                     stopping = True

@@ -23,7 +23,6 @@ field. Reading the file (JSON Lines, ``.jsonl.gz`` or Parquet) is :func:`read_ro
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import os
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.storage.durable import input_file, read_jsonl
+from workbench.storage.durable import input_file, parse_jsonl, read_jsonl
 
 HH_ASSISTANT = "\n\nAssistant:"
 HH_HUMAN = "\n\nHuman:"
@@ -252,17 +251,7 @@ def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
             text = gzip.decompress(path.read_bytes()).decode("utf-8")
         except (OSError, UnicodeDecodeError, EOFError) as e:
             raise ValueError(f"{path}: not gzip-compressed UTF-8 JSON Lines ({e})") from None
-        out = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}: line {n}: expected a JSON object, got {type(row).__name__}")
-                out.append((n, row))
-        return out
+        return parse_jsonl(text, path)
     return read_jsonl(path)
 
 
