@@ -184,13 +184,7 @@ class LaunchFormMixin:
         return stopped
 
     def resume_selected(self) -> list[str]:
-        resumed, problems = [], []
-        for run_id in self.selected_run_ids:
-            try:
-                launch.resume_run(self.store.root, run_id)
-                resumed.append(run_id)
-            except ValueError as e:
-                problems.append(str(e))
+        resumed, problems = launch.resume_runs(self.store.root, self.selected_run_ids)
         text = f"Resumed: {', '.join(resumed)}" if resumed else "Nothing resumed."
         self.message.object = _error("\n".join([text, *problems])) if problems else f"<div>{html.escape(text)}</div>"
         return resumed

@@ -202,13 +202,7 @@ class RunsTable(PeriodicRefresh, pn.viewable.Viewer):
         """Resume the selected runs that died, were stopped or failed (each in its own process)."""
         from workbench.monitor import launch
 
-        resumed, problems = [], []
-        for run_id in self.selected_run_ids:
-            try:
-                launch.resume_run(self.store.root, run_id)
-                resumed.append(run_id)
-            except (ValueError, OSError) as e:
-                problems.append(f"{run_id}: {e}")
+        resumed, problems = launch.resume_runs(self.store.root, self.selected_run_ids)
         text = f"Resumed {', '.join(resumed)}." if resumed else "Nothing resumed: select a run that died or stopped."
         if problems:
             text += " " + "; ".join(problems)

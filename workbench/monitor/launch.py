@@ -188,6 +188,18 @@ def resume_run(store_root: str | os.PathLike, run_id: str) -> int:
     return proc.pid
 
 
+def resume_runs(store_root: str | os.PathLike, run_ids) -> tuple[list[str], list[str]]:
+    """Resume each run (its own process); returns the resumed ids and, for the others, why not."""
+    resumed, problems = [], []
+    for run_id in run_ids:
+        try:
+            resume_run(store_root, run_id)
+            resumed.append(run_id)
+        except (ValueError, OSError) as e:
+            problems.append(f"{run_id}: {e}")
+    return resumed, problems
+
+
 def display_status(info: RunInfo) -> str:
     """The store's status, except "running" whose process is gone (killed) or silent reads "died"."""
     return info.display_status
