@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 import subprocess
@@ -245,3 +246,22 @@ def test_long_series_are_downsampled_keeping_extremes_while_they_grow(store):
     m.refresh()
     y = main_traces(m)[0]["y"]
     assert y[-1] == -1e5 and max(y) == 1e5 and len(y) <= 1002
+
+
+def test_a_fired_proxy_gaming_alarm_is_marked_on_the_curves_and_named_in_the_status(store):
+    """workbench.safety.alarm logs safety/proxy_gaming_alarm; the Monitor draws a dashed line where it starts
+    firing on every chart and names the run (escaped) under the status."""
+    gamed = store.create_run(algo="ppo-rm", env="colour_cue", config={}, name=XSS)
+    quiet = store.create_run(algo="ppo-rm", env="colour_cue", config={}, name="quiet")
+    for k in range(10):
+        store.log_metrics(gamed, (k + 1) * 256, {"episode_return": k, "value_loss": 1.0,
+                                                "safety/proxy_gaming_alarm": float(k in (4, 5, 8))})
+        store.log_metrics(quiet, (k + 1) * 256, {"episode_return": k, "safety/proxy_gaming_alarm": 0.0})
+    m = TrainingMonitor(store_root=store.root, selected_run_ids=[gamed, quiet],
+                        metrics=["episode_return", "value_loss"])
+    shapes = m.figure["layout"]["shapes"]
+    assert sorted({s["x0"] for s in shapes}) == [5 * 256, 9 * 256]  # where it starts firing, twice
+    assert {s["yref"] for s in shapes} == {"y domain", "y2 domain"}  # over both charts
+    assert "Proxy-gaming alarm" in m.status.object and "from step 1,280" in m.status.object
+    assert XSS not in m.status.object and html.escape(XSS) in m.status.object
+    assert "quiet" not in m.status.object.split("Proxy-gaming")[1]

@@ -9,6 +9,7 @@ import html
 import numpy as np
 
 from workbench.monitor import metrics as mon
+from workbench.safety.alarm import ALARM_METRIC
 
 # "wall time (s)" is the time since the run started (TensorBoard's "Relative"); "wall clock" is the date and time
 # (TensorBoard's "Wall").
@@ -84,6 +85,34 @@ class CurvesMixin:
                                 "y": sm, "raw": raw})
         return out
 
+    def alarm_starts(self, run_ids: list[str]) -> list[tuple[str, int, float]]:
+        """(run id, step, x on the current axis) where each run's proxy-gaming alarm starts firing."""
+        out = []
+        for run_id in run_ids:
+            series = self.cache.series(run_id, ALARM_METRIC)
+            if series is None or series.n == 0:
+                continue
+            on = series.values > 0.5
+            starts = np.flatnonzero(on & ~np.r_[False, on[:-1]])
+            x = self._x(run_id, series)
+            out += [(run_id, int(series.steps[i]), float(x[i])) for i in starts]
+        return out
+
+    def _alarm_marks(self, run_ids: list[str], charts: int) -> tuple[list, list]:
+        """Dashed red vertical lines over every chart where an alarm starts, labelled on the top chart."""
+        shapes, notes = [], []
+        for run_id, _step, x in self.alarm_starts(run_ids):
+            if X_AXES[self.x_axis] == "relative" and self.log_x and x <= 0:
+                continue
+            for i in range(charts):
+                axis = "" if i == 0 else str(i + 1)
+                shapes.append({"type": "line", "xref": f"x{axis}", "yref": f"y{axis} domain", "x0": x, "x1": x,
+                               "y0": 0, "y1": 1, "line": {"color": "#b00020", "width": 1.5, "dash": "dash"}})
+            notes.append({"x": x, "xref": "x", "y": 1, "yref": "y domain", "yanchor": "bottom", "showarrow": False,
+                          "text": "&#9888; proxy gaming: " + html.escape(self._infos[run_id].name),
+                          "font": {"color": "#b00020", "size": 11}})
+        return shapes, notes
+
     def build_figure(self, run_ids: list[str]) -> dict:
         """One chart per metric sharing the x axis, or (``one_chart``) every metric on one chart; log axes
         as chosen (a date axis for the wall clock is never logarithmic)."""
@@ -138,4 +167,5 @@ class CurvesMixin:
                            "line": {"color": color, "width": 2}, "showlegend": i == 0, **common})
             points += len(idx)
         self.points_plotted = points
+        layout["shapes"], layout["annotations"] = self._alarm_marks(run_ids, charts)
         return {"data": traces, "layout": layout}

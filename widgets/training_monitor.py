@@ -25,7 +25,7 @@ import param
 
 from widgets.formatting import format_number
 from widgets.hparams_view import HparamsView
-from widgets.monitor_figure import X_AXES, CurvesMixin
+from widgets.monitor_figure import ALARM_METRIC, X_AXES, CurvesMixin
 from widgets.monitor_launch_form import LaunchFormMixin, _error
 from widgets.refresh import PeriodicRefresh
 from widgets.runs_table import RunsTable
@@ -165,7 +165,8 @@ class TrainingMonitor(LaunchFormMixin, CurvesMixin, PeriodicRefresh, pn.viewable
                 self.runs_table.refresh()
             self._infos = {info.id: info for info in self.store.list_runs()}
             run_ids = [r for r in self.selected_run_ids if r in self._infos]
-            self.cache.poll(run_ids, names=self.metrics, pids={r: self._infos[r].pid for r in run_ids})
+            self.cache.poll(run_ids, names=[*self.metrics, ALARM_METRIC],
+                            pids={r: self._infos[r].pid for r in run_ids})
             logged = sorted({n for r in run_ids for n in self.runs_table.latest.get(self._infos[r])})
         except (sqlite3.Error, OSError) as e:
             self.status.object = _error(f"Could not read the run store: {e}")
@@ -195,7 +196,16 @@ class TrainingMonitor(LaunchFormMixin, CurvesMixin, PeriodicRefresh, pn.viewable
         statuses = ", ".join(f"{self._infos[r].name}: {launch.display_status(self._infos[r])}" for r in run_ids)
         self.status.object = (f"<div>{len(run_ids)} run(s) shown, {self.points_plotted} points plotted"
                               f"{' — ' + html.escape(statuses) if statuses else ''} "
-                              f"<span style='color:#888'>(refresh {self.last_refresh_s * 1000:.0f} ms)</span></div>")
+                              f"<span style='color:#888'>(refresh {self.last_refresh_s * 1000:.0f} ms)</span></div>"
+                              + self._alarm_html(run_ids))
+
+    def _alarm_html(self, run_ids: list[str]) -> str:
+        """A line per run whose proxy-gaming alarm has fired (workbench.safety.alarm), under the status."""
+        lines = [f"<div class='wb-alarm' style='color:#b00020'>&#9888; Proxy-gaming alarm: "
+                 f"{html.escape(self._infos[run_id].name)} from step {format_number(step)} (the proxy reward "
+                 "rises while the reward models disagree more or the gold reward falls)</div>"
+                 for run_id, step, _x in self.alarm_starts(run_ids)]
+        return "".join(lines)
 
     # ---- side panels --------------------------------------------------------------------------------
 

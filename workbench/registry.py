@@ -1,7 +1,8 @@
 """Every training engine by name: `ppo`, `ppo-ewma`, `ppg`, `ppg-ewma`, and RL against a reward model,
 `ppo-rm` and `ppg-rm` (workbench.preferences.rlhf; not in `ALGOS`, which the benchmark grid and the launch form
 offer, since they need a reward model). Used by the CLI, resume, evaluation and the benchmark grid, so they
-never need to know which module trains which algorithm."""
+never need to know which module trains which algorithm. Runs against a reward model get the proxy-gaming alarm
+(workbench.safety.alarm) as a monitor."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from workbench.rl.algos.batch_size import adjust_for_batch_size
 from workbench.rl.algos.config_check import check_values
 from workbench.rl.algos.presets import PRESETS, preset_overrides
 from workbench.rl.checkpoints import policy_from_checkpoint
+from workbench.safety.alarm import ProxyGamingAlarm
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")
 RM_ALGOS = tuple(rlhf.ALGO_CONFIGS)   # ("ppo-rm", "ppg-rm")
@@ -64,10 +66,12 @@ def algo_of(config) -> str:
 
 def train(config, **kwargs) -> str:
     """Train with the engine the config belongs to; returns the run id. With `record_every`, the episode
-    recorder records into the run's store during training."""
+    recorder records into the run's store during training; against a reward model, the proxy-gaming alarm logs
+    `safety/proxy_gaming_alarm` (pass `monitors=[]` to leave it out)."""
     if config.record_every:
         kwargs.setdefault("recorder", record_training_episode)
     if isinstance(config, rlhf.RewardModelSettings):
+        kwargs.setdefault("monitors", [ProxyGamingAlarm()])
         return rlhf.train(config, **kwargs)
     if isinstance(config, bc.BCConfig):
         return bc.train(config, **kwargs)

@@ -16,7 +16,13 @@ environment step. The hook
   KL(pi || pi_init), both as the mean over steps of the full-distribution KL and as the sampled log-ratio
   estimator, their square roots, and per finished episode the proxy return, gold return and the episode's
   KL (the sum of its steps' KLs: the KL between the trajectory distributions of pi and pi_init, because the
-  dynamics cancel, which is the quantity best-of-n's log n - (n - 1)/n is comparable to).
+  dynamics cancel, which is the quantity best-of-n's log n - (n - 1)/n is comparable to);
+- measures, when the reward is an ensemble (`member_step_rewards`, as `RewardEnsemble`), the members'
+  disagreement on the policy's own steps: `rlhf/rm_disagreement`, the mean over steps of the standard
+  deviation across members of the normalized per-step reward (the proxy is the members' mean). Rising
+  disagreement while the proxy rises is the sign of proxy gaming that `workbench.safety.alarm` watches;
+  `monitors` (callables `(session, metrics) -> metrics`, e.g. that alarm, which `workbench.registry.train`
+  passes) add their own metrics to each iteration's.
 
 Which frame: a clip's reward is the sum of the per-step rewards over its frames (`RewardEnsemble.clip_rewards`,
 and the gold labeler sums `Episode.rewards` over the same steps), where frames[t] is the observation the agent
@@ -243,7 +249,7 @@ class RewardModelHook:
     trains the next reward model (default: `workbench.preferences.reward.train_reward_model` on all labels so far)."""
 
     def __init__(self, config: RMPPOConfig | RMPPGConfig, step_reward_fn: StepRewardFn | None = None, *,
-                 store: RunStore | None = None, labeler=None, retrain=None):
+                 store: RunStore | None = None, labeler=None, retrain=None, monitors=()):
         if not isinstance(config, RewardModelSettings):
             raise ValueError(f"RL against a reward model needs an RMPPOConfig or RMPPGConfig, got {type(config).__name__}")
         self.config, self.store = config, store or RunStore()
@@ -256,8 +262,10 @@ class RewardModelHook:
         if step_reward_fn is None and config.online_every == 0:
             raise ValueError("no reward: give a step_reward_fn, a saved reward_model path, or turn on the online "
                              "loop (online_every > 0; the reward is 0 until its first reward model is trained)")
+        if self.reward_model is None and hasattr(getattr(step_reward_fn, "__self__", None), "member_step_rewards"):
+            self.reward_model = step_reward_fn.__self__  # an ensemble's bound step_rewards: watch its members
         self.step_reward_fn = step_reward_fn
-        self.labeler, self.retrain = labeler, retrain
+        self.labeler, self.retrain, self.monitors = labeler, retrain, list(monitors)
         self.init_core: PolicyCore | None = None
         self.tracer = (_EpisodeTracer(min(config.online_trace_envs, config.num_envs), config.online_keep_episodes)
                        if config.online_every else None)
@@ -285,14 +293,7 @@ class RewardModelHook:
 
     @torch.no_grad()
     def __call__(self, obs_t: torch.Tensor, out, env_reward, done) -> np.ndarray:
-        device = obs_t.device
-        if self.step_reward_fn is None:
-            proxy = torch.zeros(obs_t.shape[0], device=device)
-        else:
-            proxy = torch.as_tensor(self.step_reward_fn(obs_t)).float().to(device).reshape(-1)
-            if proxy.shape[0] != obs_t.shape[0]:
-                raise ValueError(f"step_reward_fn returned {tuple(proxy.shape)} rewards for {obs_t.shape[0]} "
-                                 "observations; it must map (N, 64, 64, 3) uint8 to (N,)")
+        proxy = self._proxy(obs_t)
         init_logits = self.init_core.forward(obs_t)[0]
         kl_full, log_ratio = policy_kl(out.logits, init_logits, out.action)
         reward = kl_penalized_reward(proxy, _taken(out.logits, out.action), _taken(init_logits, out.action),
@@ -318,6 +319,24 @@ class RewardModelHook:
             self.tracer.step(obs_t, out, gold, done)
         return reward.float().cpu().numpy()
 
+    def _proxy(self, obs_t: torch.Tensor) -> torch.Tensor:
+        """The proxy reward of each observation; with an ensemble also sums the members' disagreement."""
+        device = obs_t.device
+        if self.step_reward_fn is None:
+            return torch.zeros(obs_t.shape[0], device=device)
+        model = self.reward_model
+        if (hasattr(model, "member_step_rewards") and len(model) > 1
+                and self.step_reward_fn == model.step_rewards):
+            members = torch.as_tensor(model.member_step_rewards(obs_t)).float().to(device)
+            spread = float(members.std(0, correction=0).double().sum())
+            self._sums["disagreement"] = (self._sums["disagreement"] or 0.0) + spread
+            return members.mean(0)
+        proxy = torch.as_tensor(self.step_reward_fn(obs_t)).float().to(device).reshape(-1)
+        if proxy.shape[0] != obs_t.shape[0]:
+            raise ValueError(f"step_reward_fn returned {tuple(proxy.shape)} rewards for {obs_t.shape[0]} "
+                             "observations; it must map (N, 64, 64, 3) uint8 to (N,)")
+        return proxy
+
     def end_iteration(self, session) -> dict[str, float]:
         s = self._sums
         metrics = {}
@@ -327,6 +346,8 @@ class RewardModelHook:
                        "rlhf/kl": kl, "rlhf/kl_sampled": s["kl_sampled"] / s["steps"],
                        "rlhf/sqrt_kl": math.sqrt(max(kl, 0.0)),
                        "rlhf/kl_penalty": self.config.kl_coef * s["kl_sampled"] / s["steps"]}
+            if s["disagreement"] is not None:
+                metrics["rlhf/rm_disagreement"] = s["disagreement"] / s["steps"]
         if s["kl_episode"]:
             kl_episode = float(np.mean(s["kl_episode"]))
             metrics.update({"rlhf/proxy_return": float(np.mean(s["proxy_return"])),
@@ -335,10 +356,12 @@ class RewardModelHook:
         self._reset_sums()
         if self.tracer is not None and (session.iteration + 1) % self.config.online_every == 0:
             metrics.update(self.label_round(session))
+        for monitor in self.monitors:
+            metrics.update(monitor(session, metrics))
         return metrics
 
     def _reset_sums(self) -> None:
-        self._sums = {"proxy": 0.0, "gold": 0.0, "kl": 0.0, "kl_sampled": 0.0, "steps": 0,
+        self._sums = {"proxy": 0.0, "gold": 0.0, "kl": 0.0, "kl_sampled": 0.0, "steps": 0, "disagreement": None,
                       "proxy_return": [], "gold_return": [], "kl_episode": []}
 
     # -- the online loop ---------------------------------------------------------------------------------
@@ -450,7 +473,7 @@ def default_retrain(campaign: str, root, previous, settings: dict):
 # ---- entry point ---------------------------------------------------------------------------------------
 def train(config: RMPPOConfig | RMPPGConfig, *, step_reward_fn: StepRewardFn | None = None,
           store: RunStore | None = None, run_id: str | None = None, progress: bool = True,
-          labeler=None, retrain=None, recorder=None) -> str:
+          labeler=None, retrain=None, recorder=None, monitors=()) -> str:
     """Train PPO (`RMPPOConfig`) or PPG (`RMPPGConfig`) against a reward model; returns the run id.
 
     The reward: `step_reward_fn(obs_u8 (N, 64, 64, 3) uint8 tensor) -> (N,)`, e.g. a `RewardEnsemble`'s
@@ -458,7 +481,7 @@ def train(config: RMPPOConfig | RMPPGConfig, *, step_reward_fn: StepRewardFn | N
     (`run_id`) needs the same reward again; the online loop's reward model is restored from its checkpoint."""
     config.validate()
     store = store or RunStore()
-    hook = RewardModelHook(config, step_reward_fn, store=store, labeler=labeler, retrain=retrain)
+    hook = RewardModelHook(config, step_reward_fn, store=store, labeler=labeler, retrain=retrain, monitors=monitors)
     engine = ppg if isinstance(config, PPGConfig) else ppo
     return engine.train(config, store=store, run_id=run_id, progress=progress, extension=hook, recorder=recorder)
 

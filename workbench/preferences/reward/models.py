@@ -247,10 +247,15 @@ class RewardEnsemble(nn.Module):
     def step_rewards(self, obs_u8: torch.Tensor) -> torch.Tensor:
         """(N, 64, 64, 3) uint8 -> (N,) float32: the mean over members of the normalized per-step reward.
         The `step_reward_fn` RL against a reward model consumes."""
+        return self.member_step_rewards(obs_u8).mean(0)
+
+    def member_step_rewards(self, obs_u8: torch.Tensor) -> torch.Tensor:
+        """(N, 64, 64, 3) uint8 -> (k, N) float32: each member's normalized per-step reward (their spread is
+        the ensemble's disagreement, which the proxy-gaming alarm of workbench.safety watches)."""
         self._need("clip")
         if obs_u8.ndim != 4:
             raise ValueError(f"step_rewards takes (N, 64, 64, 3) uint8 frames; got shape {tuple(obs_u8.shape)}")
-        return self.normalize(self._raw_chunked(obs_u8)).mean(0).float().to(obs_u8.device)
+        return self.normalize(self._raw_chunked(obs_u8)).float().to(obs_u8.device)
 
     def _clip_raw(self, clips_u8: torch.Tensor) -> torch.Tensor:
         if clips_u8.ndim != 5:
