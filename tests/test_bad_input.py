@@ -89,6 +89,8 @@ def store_copy(trained, tmp_path) -> tuple[Path, str]:
     (["--algo", "ppo-rm", "--set", "reward_model=nowhere.pt"], ["reward model", "nowhere.pt", "does not exist"]),
     (["--batch-scale", "abc"], ["batch scale"]),
     (["--set", 'distribution_mode="medium"'], ["distribution_mode", "'medium'", "easy, hard"]),
+    (["--device", "nonsense"], ["unknown device 'nonsense'", "valid: 'auto', 'cpu'"]),
+    (["--device", "meta"], ["'meta' is not one the workbench runs on"]),
 ])
 def test_bad_train_settings_are_one_line_errors(capsys, tmp_path, extra, words):
     RunStore(tmp_path).close()

@@ -107,9 +107,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    valid = "'auto', 'cpu'" + (", 'cuda', 'cuda:N'" if torch.cuda.is_available() else "")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; valid: {valid}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; valid: 'auto', 'cpu'")
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; valid: {valid}")
+    if dev.type not in ("cpu", "cuda") and not (dev.type == "mps" and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} is not one the workbench runs on; valid: {valid}")
     return dev
 
 
