@@ -153,6 +153,28 @@ def test_bad_file_and_name_arguments_are_one_line_errors(capsys, tmp_path, args,
     assert snapshot(root) == before
 
 
+@pytest.mark.parametrize("args, words", [
+    (["demos", "export", "nope", "--format", "minari", "--out", "{out}", "--dataset-id", "workbench/x/h-v0"],
+     ["unknown demonstration set 'nope'", "sets: none yet"]),
+    (["demos", "export", "nope", "--format", "minari", "--out", "{out}", "--dataset-id", "../h-v0"],
+     ["invalid Minari dataset id '../h-v0'", "(namespace/)name-vN"]),
+    (["demos", "export", "nope", "--format", "minari", "--out", "{out}", "--dataset-id", "workbench/x/h"],
+     ["invalid Minari dataset id", "a version is required"]),
+    (["demos", "export", "nope", "--format", "minari", "--out", "{out}"], ["needs --out DIR and --dataset-id"]),
+    (["demos", "export", "nope", "{out}/x.npz", "--dataset-id", "workbench/x/h-v0"], ["--format npz writes one"]),
+    (["demos", "export", "nope", "{out}/x.npz"], ["unknown demonstration set 'nope'"]),
+])
+def test_bad_demonstration_exports_are_one_line_errors(capsys, tmp_path, args, words):
+    from workbench.demonstrations.sets import DemonstrationStore
+
+    root, out = tmp_path / "store", tmp_path / "out"
+    DemonstrationStore(root).close()
+    before = snapshot(root)
+    code, out_text, err = run_cli(capsys, root, *[a.format(out=out) for a in args])
+    assert_clean_error(code, out_text, err, *words)
+    assert snapshot(root) == before and not out.exists()
+
+
 def test_a_store_that_cannot_be_written_is_a_clear_error(capsys, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

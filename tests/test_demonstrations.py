@@ -163,3 +163,77 @@ def test_bc_resumes_from_a_checkpoint_to_the_same_weights(tmp_path):
     assert store.get_run(run_id).status == "finished"
     for name, tensor in uninterrupted.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def _mixed_set(tmp_path):
+    """A tiny set: two scripted colour-cue episodes the game ended, and a coinrun episode a 'person' (login
+    ada) cut short after 6 steps on level 42."""
+    root = tmp_path / "store"
+    ids = record_demonstrator(colour_cue_demonstrator(0.8, seed=1), "colour_cue", episodes=2, store_root=root)
+    rec = HumanRecorder("coinrun", level_seed=42, store_root=root, login="ada", hires=False, max_steps=6)
+    ids += [i for i in (rec.step(a) for a in [7, 7, 5, 8, 4, 7]) if i]
+    rec.close()
+    demos = DemonstrationStore(root)
+    demos.create("mixed", ids, "scripted and played")
+    return demos, ids
+
+
+def test_minari_export_loads_back_with_minari_exactly(tmp_path, monkeypatch):
+    minari = pytest.importorskip("minari")
+    from workbench.demonstrations.minari_export import export_minari
+
+    demos, ids = _mixed_set(tmp_path)
+    monkeypatch.delenv("MINARI_DATASETS_PATH", raising=False)
+    path = export_minari(demos, "mixed", "workbench/mixed/human-v0", tmp_path / "out")
+    assert path == tmp_path / "out" / "workbench" / "mixed" / "human-v0"
+    assert "MINARI_DATASETS_PATH" not in __import__("os").environ  # restored after the export
+    assert not list((tmp_path / "out").glob(".minari-*"))  # the staging folder is gone
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "out"))
+    dataset = minari.load_dataset("workbench/mixed/human-v0")  # stock Minari, no workbench code involved
+    stored = demos.episodes("mixed")
+    assert dataset.total_episodes == len(stored) == 3
+    assert dataset.total_steps == sum(e.length for e in stored)
+    assert dataset.observation_space.shape == (64, 64, 3) and dataset.action_space.n == 15
+    meta = list(dataset.storage.get_episode_metadata(range(3)))
+    for loaded, episode, info in zip(dataset.iterate_episodes(), stored, meta):
+        np.testing.assert_array_equal(loaded.observations[:-1], episode.frames)  # PNG: bit for bit
+        np.testing.assert_array_equal(loaded.observations[-1], episode.frames[-1])
+        np.testing.assert_array_equal(loaded.actions, episode.actions)
+        np.testing.assert_array_equal(loaded.rewards, episode.rewards)
+        assert loaded.terminations.tolist() == [False] * (episode.length - 1) + [bool(episode.dones[-1])]
+        assert loaded.truncations[-1] == (not episode.dones[-1]) and not loaded.truncations[:-1].any()
+        assert info["options"]["episode_id"] == episode.id and info["options"]["policy"] == "human"
+    assert meta[2]["seed"] == 42 and meta[2]["options"]["player"] == "ada" and meta[2]["options"]["env"] == "coinrun"
+    assert meta[0]["options"]["player"] == "scripted-demonstrator" and "seed" not in meta[0]
+    assert [e.dones[-1] for e in stored] == [True, True, False]  # both ends are covered: game over, cut short
+    assert dataset.storage.metadata["final_observation"] == "repeat"
+
+    # Refused before anything is written: the same id again, a bad id, an unknown set.
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*"))
+    with pytest.raises(ValueError, match="exists already"):
+        export_minari(demos, "mixed", "workbench/mixed/human-v0", tmp_path / "out")
+    with pytest.raises(ValueError, match="invalid Minari dataset id '../x-v0'"):
+        export_minari(demos, "mixed", "../x-v0", tmp_path / "out")
+    with pytest.raises(ValueError, match="unknown demonstration set 'nope'"):
+        export_minari(demos, "nope", "workbench/mixed/human-v1", tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*")) == before
+
+    # Minari's own JPEG encoding (lossless=False) does change coinrun's frames: the PNG swap is what makes it exact.
+    export_minari(demos, "mixed", "workbench/mixed/human-v1", tmp_path / "out", lossless=False)
+    jpeg = minari.load_dataset("workbench/mixed/human-v1")[2].observations[:-1]
+    assert jpeg.shape == stored[2].frames.shape and not np.array_equal(jpeg, stored[2].frames)
+    assert np.abs(jpeg.astype(int) - stored[2].frames).mean() < 10
+
+
+def test_cli_exports_a_set_for_minari(tmp_path, capsys, monkeypatch):
+    minari = pytest.importorskip("minari")
+    from workbench.cli.main import main
+
+    demos, ids = _mixed_set(tmp_path)
+    out = tmp_path / "minari"
+    assert main(["--store", str(demos.root), "demos", "export", "mixed", "--format", "minari", "--out", str(out),
+                 "--dataset-id", "workbench/coinrun/human-v0"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "workbench" / "coinrun" / "human-v0")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(out))
+    assert minari.load_dataset("workbench/coinrun/human-v0").total_episodes == 3

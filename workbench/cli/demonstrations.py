@@ -4,6 +4,7 @@
     workbench demos create NAME [EPISODE ...] [--human] [--env ENV] [--description TEXT]
     workbench demos show NAME
     workbench demos export NAME FILE.npz         workbench demos import FILE.npz [--name NAME]
+    workbench demos export NAME --format minari --out DIR --dataset-id workbench/coinrun/human-v0
     workbench bc --set-name NAME --env ENV [--updates N] [--set KEY=VALUE ...]          (prints the run id)
     workbench bc-finetune BC_RUN [--algo ppo|ppg] [--kl-coef B] [--timesteps N] [--set KEY=VALUE ...]
     workbench track score TRACK RUN [--env-budget N] [--episodes N]
@@ -28,9 +29,13 @@ def add_parsers(sub) -> None:
     show = dsub.add_parser("show", help="a set's episodes")
     show.add_argument("name")
     show.set_defaults(handler=cmd_show)
-    export = dsub.add_parser("export", help="write a set to a .npz file (docs/demonstrations.md)")
+    export = dsub.add_parser("export", help="write a set to a .npz file, or as a Minari dataset "
+                                            "(docs/demonstrations.md)")
     export.add_argument("name")
-    export.add_argument("file")
+    export.add_argument("file", nargs="?", default=None, help="the .npz file (--format npz)")
+    export.add_argument("--format", default="npz", choices=("npz", "minari"))
+    export.add_argument("--out", default=None, help="--format minari: the folder the dataset goes under")
+    export.add_argument("--dataset-id", default=None, help="--format minari: e.g. workbench/coinrun/human-v0")
     export.set_defaults(handler=cmd_export)
     imp = dsub.add_parser("import", help="read a .npz demonstration file into the store as a set")
     imp.add_argument("file")
@@ -106,7 +111,17 @@ def cmd_show(args, store) -> None:
 
 
 def cmd_export(args, store) -> None:
-    print(_store(store).export(args.name, args.file))
+    if args.format == "npz":
+        if args.file is None or args.out or args.dataset_id:
+            raise ValueError("--format npz writes one file: workbench demos export NAME FILE.npz")
+        print(_store(store).export(args.name, args.file))
+        return
+    from workbench.demonstrations.minari_export import export_minari
+
+    if args.out is None or args.dataset_id is None or args.file is not None:
+        raise ValueError("--format minari needs --out DIR and --dataset-id ID (e.g. workbench/coinrun/human-v0), "
+                         "and no FILE")
+    print(export_minari(_store(store), args.name, args.dataset_id, args.out))
 
 
 def cmd_import(args, store) -> None:
