@@ -14,7 +14,7 @@ from workbench.demonstrations.scripted import (
 )
 from workbench.demonstrations.sets import DemonstrationStore
 from workbench.demonstrations.tracks import env_steps_used, get_track, score_track
-from workbench.episodes.rollouts import ACTION_NAMES, RolloutStore
+from workbench.episodes.rollouts import ACTION_NAMES, Episode, RolloutStore
 from workbench.rl.checkpoints import policy_from_checkpoint
 from workbench.rl.toy_env import ColourCueVecEnv
 from workbench.storage.runs import RunStore
@@ -237,3 +237,51 @@ def test_cli_exports_a_set_for_minari(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == str(out / "workbench" / "coinrun" / "human-v0")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(out))
     assert minari.load_dataset("workbench/coinrun/human-v0").total_episodes == 3
+
+
+def test_store_lists_episodes_summarises_sets_and_moves_them_as_bytes(tmp_path):
+    demos, ids = _mixed_set(tmp_path)
+    scripted, played = ids[:2], ids[2]
+    agent = RolloutStore(demos.root).save(Episode(
+        frames=np.zeros((3, 64, 64, 3), np.uint8), actions=[1, 2, 3], probs=np.full((3, 15), 1 / 15), values=[0] * 3,
+        rewards=[0, 0, 2.5], dones=[False, False, True], env="coinrun", level_seed=7, levels="seed",
+        distribution_mode="easy", policy="random"))
+    rows = demos.recorded()
+    assert {r["episode"] for r in rows} == {*ids, agent} and demos.games() == ["coinrun", "colour_cue"]
+    assert [r["episode"] for r in demos.recorded(env="coinrun", who="human")] == [played]
+    assert [r["episode"] for r in demos.recorded(who="agent")] == [agent]
+    row = next(r for r in rows if r["episode"] == played)
+    assert (row["game"], row["policy"], row["login"], row["level_seed"], row["length"]) == ("coinrun", "human",
+                                                                                           "ada", 42, 6)
+    assert next(r for r in rows if r["episode"] == agent)["return"] == 2.5
+    with pytest.raises(ValueError, match="who must be one of"):
+        demos.recorded(who="robot")
+
+    # collect: creates the set the first time, appends (skipping what is in it) after.
+    assert demos.collect("new", [agent, scripted[0]], "from the page").episodes == 2
+    assert demos.collect("new", [scripted[0], played]).episodes == 3
+    assert demos.episode_ids("new") == [agent, scripted[0], played] and demos.info("new").description == "from the page"
+    with pytest.raises(ValueError, match="invalid demonstration set name"):
+        demos.collect("<b>x</b>", [agent])
+    with pytest.raises(ValueError, match="unknown episode id 'ep-nope'"):
+        demos.collect("new", ["ep-nope"])
+    assert demos.episode_ids("new") == [agent, scripted[0], played]
+
+    summary = demos.summary("new")
+    steps = 3 + 8 + 6
+    assert (summary.episodes, summary.steps, summary.human_episodes, summary.human_steps) == (3, steps, 2, 14)
+    assert summary.human_share == pytest.approx(14 / steps) and summary.missing == 0
+    RolloutStore(demos.root).delete(agent)
+    assert (demos.summary("new").episodes, demos.summary("new").missing) == (2, 1)
+
+    other = DemonstrationStore(tmp_path / "other")
+    info = other.import_bytes(demos.export_bytes("mixed"), name="copy")
+    assert (info.name, info.episodes) == ("copy", 3)
+    for old, new in zip(demos.episodes("mixed"), other.episodes("copy")):
+        np.testing.assert_array_equal(old.frames, new.frames)
+        np.testing.assert_array_equal(old.actions, new.actions)
+    with pytest.raises(ValueError, match="up.npz is not a workbench-demonstrations file"):
+        other.import_bytes(b"PK\x03\x04 broken zip", label="up.npz")
+    with pytest.raises(ValueError, match="is empty"):
+        other.import_bytes(b"")
+    assert [s.name for s in other.list()] == ["copy"]

@@ -17,10 +17,12 @@ and the episodes' per-step arrays concatenated in set order: ``frames`` (T, 64, 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,28 @@ class SetInfo:
     description: str
     created_at: float
     episodes: int
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    """A set's size: episodes and steps, and how many of each people played (`missing`: ids whose episode was
+    deleted from the rollout store since; they count in nothing else)."""
+
+    name: str
+    description: str
+    episodes: int
+    steps: int
+    human_episodes: int
+    human_steps: int
+    missing: int
+
+    @property
+    def human_share(self) -> float:
+        """The fraction of the set's steps that people played (what behavioural cloning samples); NaN if empty."""
+        return self.human_steps / self.steps if self.steps else float("nan")
+
+
+WHO = ("human", "agent")  # filters of `recorded`: people's episodes, or every other policy's
 
 
 def check_set_name(name) -> str:
@@ -121,6 +145,23 @@ class DemonstrationStore:
                 conn.execute("INSERT OR IGNORE INTO set_episodes VALUES (?, ?, ?)", (name, start + offset, episode_id))
         return self.info(name)
 
+    def collect(self, name: str, episode_ids, description: str = "") -> SetInfo:
+        """Append episodes to set `name`, creating it (with `description`) when there is none of that name."""
+        check_set_name(name)
+        ids = [str(e) for e in episode_ids]
+        if not ids:
+            raise ValueError("no episodes selected")
+        for episode_id in ids:
+            self.rollouts.info(episode_id)
+        with immediate_transaction(self._db) as conn:
+            if conn.execute("SELECT 1 FROM sets WHERE name = ?", (name,)).fetchone() is None:
+                conn.execute("INSERT INTO sets VALUES (?, ?, ?)", (name, str(description), time.time()))
+            start = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM set_episodes WHERE set_name = ?",
+                                 (name,)).fetchone()[0]
+            for offset, episode_id in enumerate(dict.fromkeys(ids)):
+                conn.execute("INSERT OR IGNORE INTO set_episodes VALUES (?, ?, ?)", (name, start + offset, episode_id))
+        return self.info(name)
+
     def remove(self, name: str, episode_ids) -> SetInfo:
         with immediate_transaction(self._db) as conn:
             self._require(conn, name)
@@ -168,9 +209,55 @@ class DemonstrationStore:
         except UnknownEpisodeError as exc:
             raise ValueError(f"demonstration set {name!r} names an episode that was deleted: {exc}") from None
 
+    # ---- what is recorded -----------------------------------------------------------------------------
+    def recorded(self, env: str | None = None, who: str | None = None) -> list[dict]:
+        """Recorded episodes (newest first) of game `env` and, with `who`, only people's ("human") or only the
+        agents' ("agent"): one dict per episode with id, game, policy, login, level_seed, length, return."""
+        if who is not None and who not in WHO:
+            raise ValueError(f"who must be one of {WHO} or None (got {who!r})")
+        logins = dict(self._db.execute("SELECT episode_id, login FROM players"))
+        rows = []
+        for info in self.rollouts.list(env=env or None, policy="human" if who == "human" else None):
+            if who == "agent" and info.policy == "human":
+                continue
+            rows.append({"episode": info.id, "game": info.env, "policy": info.policy,
+                         "login": logins.get(info.id), "level_seed": info.level_seed, "length": info.length,
+                         "return": info.ret})
+        return rows
+
+    def games(self) -> list[str]:
+        """The games that have recorded episodes."""
+        return sorted({info.env for info in self.rollouts.list()})
+
+    def summary(self, name: str) -> SetSummary:
+        """How big the set is and how much of it people played (from the index: no episode is loaded)."""
+        info = self.info(name)
+        episodes = steps = human_episodes = human_steps = missing = 0
+        for episode_id in self.episode_ids(name):
+            try:
+                recorded = self.rollouts.info(episode_id)
+            except UnknownEpisodeError:
+                missing += 1
+                continue
+            episodes += 1
+            steps += recorded.length
+            if recorded.policy == "human":
+                human_episodes += 1
+                human_steps += recorded.length
+        return SetSummary(name, info.description, episodes, steps, human_episodes, human_steps, missing)
+
     # ---- files -------------------------------------------------------------------------------------------
     def export(self, name: str, path: str | os.PathLike) -> Path:
         """Write the set to `path` in the format of the module docstring (atomically)."""
+        return atomic_write(path, lambda f: self._write_npz(name, f))
+
+    def export_bytes(self, name: str) -> bytes:
+        """The set in the format of the module docstring, as bytes (a download)."""
+        buffer = io.BytesIO()
+        self._write_npz(name, buffer)
+        return buffer.getvalue()
+
+    def _write_npz(self, name: str, f) -> None:
         episodes = self.episodes(name)
         meta = [dict(id=e.id, env=e.env, level_seed=e.level_seed, levels=e.levels,
                      distribution_mode=e.distribution_mode, policy=e.policy, player=self.player(e.id),
@@ -179,18 +266,26 @@ class DemonstrationStore:
                       episodes=meta)
         arrays = {a: np.concatenate([getattr(e, a) for e in episodes]) for a in _ARRAYS}
         lengths = np.array([e.length for e in episodes], np.int64)
-        return atomic_write(path, lambda f: np.savez_compressed(f, header=np.array(json.dumps(header)),
-                                                                lengths=lengths, **arrays))
+        np.savez_compressed(f, header=np.array(json.dumps(header)), lengths=lengths, **arrays)
 
     def import_file(self, path: str | os.PathLike, name: str | None = None) -> SetInfo:
         """Record the file's episodes into the rollout store and make them a set (named as in the file, or
         `name`). The whole file is checked before anything is stored."""
         path = input_file(path, "demonstration file")
+        return self._import(path, path, name)
+
+    def import_bytes(self, data: bytes, name: str | None = None, label: str = "the uploaded file") -> SetInfo:
+        """`import_file` of a file's bytes (an upload); `label` names it in errors."""
+        if not data:
+            raise ValueError(f"{label} is empty")
+        return self._import(io.BytesIO(data), label, name)
+
+    def _import(self, source, path, name: str | None) -> SetInfo:
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with np.load(source, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {a: data[a] for a in (*_ARRAYS, "lengths")}
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path} is not a {FORMAT} file ({type(exc).__name__}: {exc})") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path} is not a {FORMAT} file of version {FORMAT_VERSION}")
@@ -201,10 +296,13 @@ class DemonstrationStore:
             raise ValueError(f"{path}: the episode lengths do not add up to the {len(arrays['actions'])} steps")
         bounds = np.cumsum(lengths)[:-1]
         pieces = {a: np.split(v, bounds) for a, v in arrays.items()}
-        episodes = [Episode(**{a: pieces[a][i] for a in _ARRAYS}, env=m["env"], level_seed=m["level_seed"],
-                            levels=m["levels"], distribution_mode=m["distribution_mode"], policy=m["policy"],
-                            run_id=m.get("run_id"), checkpoint_step=m.get("checkpoint_step"))
-                    for i, m in enumerate(meta)]  # Episode checks shapes: a bad file fails here, before saving
+        try:  # Episode checks shapes: a bad file fails here, before saving
+            episodes = [Episode(**{a: pieces[a][i] for a in _ARRAYS}, env=m["env"], level_seed=m["level_seed"],
+                                levels=m["levels"], distribution_mode=m["distribution_mode"], policy=m["policy"],
+                                run_id=m.get("run_id"), checkpoint_step=m.get("checkpoint_step"))
+                        for i, m in enumerate(meta)]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: an episode's header lacks {exc}") from None
         if name in {s.name for s in self.list()}:
             raise ValueError(f"demonstration set {name!r} exists already; import under another name")
         ids = []
@@ -231,6 +329,8 @@ __all__ = [
     "FORMAT_VERSION",
     "DemonstrationStore",
     "SetInfo",
+    "SetSummary",
+    "WHO",
     "UnknownSetError",
     "check_set_name",
     "demonstration_arrays",
