@@ -29,6 +29,7 @@ from pathlib import Path
 import panel as pn
 
 from widgets.calibration_tab import CalibrationTab
+from widgets.demonstrations_tab import DemonstrationsTab
 from widgets.hex_tab import HexTab
 from widgets.labeling import LabelingTab
 from widgets.overoptimization_view import OveroptimizationView
@@ -53,6 +54,7 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Overoptimization", OveroptimizationView),
     ("Hex", HexTab),
     ("Play", ProcgenPlayer),
+    ("Demonstrations", DemonstrationsTab),
 ]
 
 # Panel extensions the tabs need (their JavaScript must be on the page before a tab is opened).
