@@ -1,5 +1,7 @@
 """Demonstration sets, the human recorder, behavioural cloning, RL on top of it and the MineRL tracks."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -213,8 +215,9 @@ def test_minari_export_loads_back_with_minari_exactly(tmp_path, monkeypatch):
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*"))
     with pytest.raises(ValueError, match="exists already"):
         export_minari(demos, "mixed", "workbench/mixed/human-v0", tmp_path / "out")
-    with pytest.raises(ValueError, match="invalid Minari dataset id '../x-v0'"):
-        export_minari(demos, "mixed", "../x-v0", tmp_path / "out")
+    for bad in ("../x-v0", "b/x-v0", "workbench/x", "/abs/x-v0", "workbench//x-v0"):  # b/: Minari's own parser
+        with pytest.raises(ValueError, match=f"invalid Minari dataset id '{re.escape(bad)}'"):
+            export_minari(demos, "mixed", bad, tmp_path / "out")
     with pytest.raises(ValueError, match="unknown demonstration set 'nope'"):
         export_minari(demos, "nope", "workbench/mixed/human-v1", tmp_path / "out")
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*")) == before
@@ -285,3 +288,12 @@ def test_store_lists_episodes_summarises_sets_and_moves_them_as_bytes(tmp_path):
     with pytest.raises(ValueError, match="is empty"):
         other.import_bytes(b"")
     assert [s.name for s in other.list()] == ["copy"]
+
+
+def test_minari_export_without_minari_is_a_one_line_error(tmp_path, monkeypatch):
+    from workbench.demonstrations.minari_export import export_minari
+
+    monkeypatch.setitem(__import__("sys").modules, "minari", None)  # import minari -> ImportError
+    with pytest.raises(ValueError, match=re.escape("needs minari: pip install 'minari[hdf5]>=0.5.3,<0.5.4'")):
+        export_minari(tmp_path, "any", "workbench/coinrun/human-v0", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from widgets.app import build_app
     from widgets.calibration_tab import CalibrationTab
     from widgets.comparison import ComparisonWidget
+    from widgets.demonstrations_tab import DemonstrationsTab
     from widgets.hex_tab import HexTab
     from widgets.labeling import LabelingTab
     from widgets.overoptimization_view import OveroptimizationView
@@ -40,9 +41,10 @@ _LAZY = {
     "OveroptimizationView": "widgets.overoptimization_view",
     "StudiesTab": "widgets.studies_tab",
     "ProcgenPlayer": "widgets.procgen_player",
+    "DemonstrationsTab": "widgets.demonstrations_tab",
 }
-__all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "HexTab", "LabelingTab", "OveroptimizationView",
-           "ProcgenPlayer", "ReliabilityDiagram", "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable",
+__all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "DemonstrationsTab", "HexTab", "LabelingTab",
+           "OveroptimizationView", "ProcgenPlayer", "ReliabilityDiagram", "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable",
            "StudiesTab", "TrainingMonitor",
            "build_app"]  # = sorted(_LAZY)
 

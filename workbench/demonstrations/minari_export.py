@@ -58,9 +58,19 @@ def _minari():
 
 
 def check_dataset_id(dataset_id) -> str:
-    if not isinstance(dataset_id, str) or len(dataset_id) > 200 or not _DATASET_ID.match(dataset_id):
+    """`dataset_id` if both this module's grammar and Minari's parser accept it, else a one-line ValueError."""
+    ok = isinstance(dataset_id, str) and len(dataset_id) <= 200 and _DATASET_ID.match(dataset_id)
+    if ok:
+        from minari.dataset.minari_dataset import parse_dataset_id
+
+        try:
+            parse_dataset_id(dataset_id)
+        except ValueError:  # e.g. a one-letter namespace
+            ok = False
+    if not ok:
         raise ValueError(f"invalid Minari dataset id {dataset_id!r}: use (namespace/)name-vN, e.g. "
-                         "workbench/coinrun/human-v0 (letters, digits, '_', '-'; a version is required)")
+                         "workbench/coinrun/human-v0 (letters, digits, '_', '-'; a namespace of 2 characters or "
+                         "more; a version is required)")
     return dataset_id
 
 
