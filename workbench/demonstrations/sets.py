@@ -248,16 +248,18 @@ class DemonstrationStore:
 
     # ---- files -------------------------------------------------------------------------------------------
     def export(self, name: str, path: str | os.PathLike) -> Path:
-        """Write the set to `path` in the format of the module docstring (atomically)."""
-        return atomic_write(path, lambda f: self._write_npz(name, f))
+        """Write the set to `path` in the format of the module docstring (atomically; nothing is written when the
+        set cannot be read)."""
+        arrays = self._npz_arrays(name)
+        return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
     def export_bytes(self, name: str) -> bytes:
         """The set in the format of the module docstring, as bytes (a download)."""
         buffer = io.BytesIO()
-        self._write_npz(name, buffer)
+        np.savez_compressed(buffer, **self._npz_arrays(name))
         return buffer.getvalue()
 
-    def _write_npz(self, name: str, f) -> None:
+    def _npz_arrays(self, name: str) -> dict[str, np.ndarray]:
         episodes = self.episodes(name)
         meta = [dict(id=e.id, env=e.env, level_seed=e.level_seed, levels=e.levels,
                      distribution_mode=e.distribution_mode, policy=e.policy, player=self.player(e.id),
@@ -265,8 +267,8 @@ class DemonstrationStore:
         header = dict(format=FORMAT, version=FORMAT_VERSION, name=name, description=self.info(name).description,
                       episodes=meta)
         arrays = {a: np.concatenate([getattr(e, a) for e in episodes]) for a in _ARRAYS}
-        lengths = np.array([e.length for e in episodes], np.int64)
-        np.savez_compressed(f, header=np.array(json.dumps(header)), lengths=lengths, **arrays)
+        return dict(header=np.array(json.dumps(header)), lengths=np.array([e.length for e in episodes], np.int64),
+                    **arrays)
 
     def import_file(self, path: str | os.PathLike, name: str | None = None) -> SetInfo:
         """Record the file's episodes into the rollout store and make them a set (named as in the file, or
