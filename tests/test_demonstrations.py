@@ -184,7 +184,7 @@ def test_minari_export_loads_back_with_minari_exactly(tmp_path, monkeypatch):
     minari = pytest.importorskip("minari")
     from workbench.demonstrations.minari_export import export_minari
 
-    demos, ids = _mixed_set(tmp_path)
+    demos, _ = _mixed_set(tmp_path)
     monkeypatch.delenv("MINARI_DATASETS_PATH", raising=False)
     path = export_minari(demos, "mixed", "workbench/mixed/human-v0", tmp_path / "out")
     assert path == tmp_path / "out" / "workbench" / "mixed" / "human-v0"
@@ -233,7 +233,7 @@ def test_cli_exports_a_set_for_minari(tmp_path, capsys, monkeypatch):
     minari = pytest.importorskip("minari")
     from workbench.cli.main import main
 
-    demos, ids = _mixed_set(tmp_path)
+    demos, _ = _mixed_set(tmp_path)
     out = tmp_path / "minari"
     assert main(["--store", str(demos.root), "demos", "export", "mixed", "--format", "minari", "--out", str(out),
                  "--dataset-id", "workbench/coinrun/human-v0"]) == 0

@@ -329,10 +329,10 @@ def demonstration_arrays(episodes: list[Episode]) -> tuple[np.ndarray, np.ndarra
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "WHO",
     "DemonstrationStore",
     "SetInfo",
     "SetSummary",
-    "WHO",
     "UnknownSetError",
     "check_set_name",
     "demonstration_arrays",
