@@ -36,6 +36,7 @@ from widgets.overoptimization_view import OveroptimizationView
 from widgets.procgen_player import ProcgenPlayer
 from widgets.rollouts_tab import RolloutsTab
 from widgets.runs_table import RunsTable
+from widgets.safety_tab import SafetyTab
 from widgets.studies_tab import StudiesTab
 from widgets.training_monitor import TrainingMonitor
 from workbench.storage.runs import RunStore, default_root
@@ -52,6 +53,7 @@ TABS: list[tuple[str, Callable[..., object]]] = [
     ("Calibration", CalibrationTab),
     ("Studies", StudiesTab),
     ("Overoptimization", OveroptimizationView),
+    ("Safety", SafetyTab),
     ("Hex", HexTab),
     ("Play", ProcgenPlayer),
     ("Demonstrations", DemonstrationsTab),

@@ -30,7 +30,7 @@ from workbench.storage.durable import input_file, output_file
 # Each domain's subcommands live in their own module, workbench/cli/<domain>.py, with
 # `add_parsers(sub)` (adds its subparsers, each with set_defaults(handler=...)) and handlers
 # `handler(args, store) -> int | None`. Adding a domain's commands is one line here.
-COMMAND_MODULES: tuple[str, ...] = ("search", "studies", "demonstrations")
+COMMAND_MODULES: tuple[str, ...] = ("search", "studies", "demonstrations", "safety")
 
 ALGOS = ("ppo", "ppo-ewma", "ppg", "ppg-ewma")  # = workbench.registry.ALGOS (checked by a test)
 RM_ALGOS = ("ppo-rm", "ppg-rm")  # = registry.RM_ALGOS: against a reward model, e.g. --set reward_model=PATH

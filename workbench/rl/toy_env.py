@@ -49,7 +49,9 @@ _NOISE_FRAMES_PER_COLOUR = 16
 
 class ColourCueVecEnv:
     """`num_envs` colour-cue envs; all episodes last exactly `episode_length` steps (so all envs are done
-    on the same steps). `noise` is the half-width of the uniform integer pixel noise."""
+    on the same steps). `noise` is the half-width of the uniform integer pixel noise. `first_colour` picks which
+    palette colours are shown (`PALETTE[first_colour:first_colour + num_colours]`): a shifted colour set for
+    out-of-distribution tests (workbench.safety.ood); the rewarded action stays the index within that set."""
 
     num_actions = NUM_ACTIONS
     observation_shape = OBS_SHAPE
@@ -59,6 +61,7 @@ class ColourCueVecEnv:
         num_envs: int = 64,
         *,
         num_colours: int = 4,
+        first_colour: int = 0,
         episode_length: int = 8,
         noise: int = 8,
         seed: int = 0,
@@ -73,6 +76,10 @@ class ColourCueVecEnv:
 
         check_int("num_envs", num_envs, 1, 2**20)
         check_int("num_colours", num_colours, 1, len(PALETTE))  # each colour needs its own action
+        check_int("first_colour", first_colour, 0, len(PALETTE) - 1)
+        if not problems and first_colour + num_colours > len(PALETTE):
+            problems.append(f"first_colour + num_colours must be at most {len(PALETTE)} (the palette's size), "
+                            f"got {first_colour} + {num_colours}")
         check_int("episode_length", episode_length, 1, 2**31 - 1)
         check_int("noise", noise, 0, 25)  # palette channels lie in [40, 230]: the noise never clips
         check_int("seed", seed, 0, 2**63 - 1)
@@ -86,7 +93,7 @@ class ColourCueVecEnv:
         self.episode_length = int(episode_length)
         self.noise = int(noise)
         self.render_mode = render_mode
-        self.palette = PALETTE[: self.num_colours]
+        self.palette = PALETTE[first_colour: first_colour + self.num_colours]
         self._rng = np.random.default_rng(seed)
 
         # frames[c, k] = colour c plus noise pattern k.
