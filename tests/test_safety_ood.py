@@ -54,7 +54,20 @@ def test_detectors_follow_their_formulas():
         mean = sum(column) / len(column)
         assert scores["ensemble_disagreement"][i] == pytest.approx(-math.sqrt(sum((v - mean) ** 2 for v in column)
                                                                               / len(column)))
-    assert "ensemble_disagreement" not in detector_scores(logits)
+    assert "ensemble_disagreement" not in detector_scores(logits) and "knn" not in detector_scores(logits)
+
+
+def test_knn_detector_is_the_kth_nearest_normalized_reference():
+    rng = np.random.default_rng(0)
+    features, reference = rng.normal(size=(7, 5)), rng.normal(size=(30, 5))
+    for k in (1, 4, 30):
+        scores = detector_scores(np.zeros((7, 3)), features=features, reference_features=reference, knn_k=k)["knn"]
+        for i, f in enumerate(features):
+            unit = f / math.sqrt(sum(v * v for v in f))
+            distances = sorted(math.dist(unit, r / math.sqrt(sum(v * v for v in r))) for r in reference)
+            assert scores[i] == pytest.approx(-distances[k - 1])
+    with pytest.raises(ValueError, match="k must be a whole number in \\[1, 30\\]"):
+        detector_scores(np.zeros((7, 3)), features=features, reference_features=reference, knn_k=31)
 
 
 def test_corruptions_and_shifted_colours():
@@ -84,7 +97,7 @@ def test_corruptions_and_shifted_colours():
 
 @pytest.fixture(scope="module")
 def colour_runs(tmp_path_factory):
-    """Two PPO runs on the colour-cue task (seeds 0 and 1; ~24 s each): a policy and its value ensemble."""
+    """Two PPO runs on the colour-cue task (seeds 0 and 1; ~25 s each): a policy and its value ensemble."""
     root = tmp_path_factory.mktemp("ood")
     store = RunStore(root)
     ids = [train(PPOConfig(env="colour_cue", num_envs=16, num_steps=32, num_minibatches=4, update_epochs=3,
@@ -98,10 +111,11 @@ def test_policy_detects_a_shifted_colour_set(colour_runs):
     root, (run, other) = colour_runs
     result = evaluate_ood(run, shifts=("colours", "noise"), frames=512, ensemble_runs=[other], store_root=root)
     colours = result.metrics["colours"]
-    # Measured (benchmarks/bench_ood.py): the value ensemble separates the unseen colours best (AUROC 0.88 here);
-    # the policy's own scores (MSP, max logit, energy) are weaker on this task, as docs/safety.md reports.
-    assert colours["ensemble_disagreement"]["auroc"] >= 0.75
-    assert max(m["auroc"] for m in colours.values()) >= 0.75
+    # The nearest-neighbour distance in the policy's feature space separates the unseen colours (AUROC 1.0 in
+    # every one of benchmarks/bench_ood.py's runs); MSP, max logit, energy and the 2-run value ensemble range
+    # from below chance to 1.0 over seeds on this task (docs/safety.md), so they are not asserted here.
+    assert colours["knn"]["auroc"] >= 0.95 and colours["knn"]["fpr95"] <= 0.2
+    assert set(colours) == {"msp", "max_logit", "energy", "ensemble_disagreement", "knn"}
     stored = OODStore(root).load(result.id)
     assert stored.metrics == result.metrics and OODStore(root).list(run)[0]["id"] == result.id
     for shift in ("colours", "noise"):
@@ -118,7 +132,7 @@ def test_cli_and_safety_tab(colour_runs, capsys):
     assert main([*store, "ood", run, "--shifts", "colours,blur", "--frames", "64"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split("\t")[:3] == ["shift", "detector", "auroc"] and out[-1].startswith("ood-")
-    assert len(out) == 1 + 2 * 3 + 1  # header, 2 shifts x 3 detectors, id
+    assert len(out) == 1 + 2 * 4 + 1  # header, 2 shifts x 4 detectors (no ensemble), id
     for argv, needle in ([[*store, "ood", run, "--shifts", "tset"], "unknown shift 'tset'"],
                          [[*store, "ood", "nope"], "nope"],
                          [[*store, "ood", run, "--severity", "9"], "severity must be one of"],
@@ -132,7 +146,7 @@ def test_cli_and_safety_tab(colour_runs, capsys):
 
     tab = SafetyTab(store_root=root, run_id=run)
     shown = tab.table.value
-    assert len(shown) == 6 and set(shown["shift"]) == {"colours", "blur"}
+    assert len(shown) == 8 and set(shown["shift"]) == {"colours", "blur"}
     assert {t["name"] for t in tab.histogram.object["data"]} == {"train", "colours", "blur"}
     tab.shift_choice.value = ["colours"]
     tab.frames_input.value = 32

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from widgets.reliability_diagram import ReliabilityDiagram
     from widgets.rollout_viewer import RolloutComparison, RolloutViewer
     from widgets.rollouts_tab import RolloutsTab
+    from widgets.safety_tab import SafetyTab
     from widgets.runs_table import RunsTable
     from widgets.studies_tab import StudiesTab
     from widgets.training_monitor import TrainingMonitor
@@ -42,10 +43,11 @@ _LAZY = {
     "StudiesTab": "widgets.studies_tab",
     "ProcgenPlayer": "widgets.procgen_player",
     "DemonstrationsTab": "widgets.demonstrations_tab",
+    "SafetyTab": "widgets.safety_tab",
 }
-__all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "DemonstrationsTab", "HexTab", "LabelingTab",
-           "OveroptimizationView", "ProcgenPlayer", "ReliabilityDiagram", "RolloutComparison", "RolloutViewer", "RolloutsTab", "RunsTable",
-           "StudiesTab", "TrainingMonitor",
+__all__ = ["AdjudicationView", "CalibrationTab", "ComparisonWidget", "DemonstrationsTab", "HexTab",
+           "LabelingTab", "OveroptimizationView", "ProcgenPlayer", "ReliabilityDiagram", "RolloutComparison",
+           "RolloutViewer", "RolloutsTab", "RunsTable", "SafetyTab", "StudiesTab", "TrainingMonitor",
            "build_app"]  # = sorted(_LAZY)
 
 

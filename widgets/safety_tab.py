@@ -135,7 +135,7 @@ class SafetyTab(pn.viewable.Viewer):
                 traces.append({"type": "histogram", "x": np.asarray(by_detector[self.detector]).tolist(),
                                "name": source, "opacity": 0.55, "histnorm": "probability"})
         if not traces:
-            self.message.object = f"This result has no {_escaped(self.detector)} scores (an ensemble was not given)."
+            self.message.object = f"This result has no {_escaped(self.detector)} scores (no ensemble was given, or it was stored before the detector existed)."
         self.histogram.object = {"data": traces, "layout": {
             "barmode": "overlay", "title": f"{self.detector}: training frames against each shift",
             "xaxis": {"title": "in-distribution score (higher = more typical)"},

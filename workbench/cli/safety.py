@@ -1,7 +1,7 @@
 """`workbench ood`, `workbench calibration-shift`, `workbench alarm`: the safety monitors. See docs/safety.md.
 
     workbench ood RUN [--shifts test,hard,noise,blur,colour,colours,game:NAME] [--frames N] [--severity 1-5]
-                      [--ensemble RUN2,RUN3] [--step N] [--seed S]             (prints a table and the result id)
+                      [--ensemble RUN2,RUN3] [--knn-k K] [--step N]           (prints a table and the result id)
     workbench ood --list [--run RUN]                                           (stored results)
     workbench calibration-shift RUN [--shifts train,test,hard] [--episodes N] [--step N]
     workbench alarm RUN                                                       (the proxy-gaming alarm's verdict)
@@ -19,6 +19,7 @@ def add_parsers(sub) -> None:
     ood.add_argument("--severity", type=int, default=3, help="corruption severity 1-5 (ImageNet-C's scale)")
     ood.add_argument("--ensemble", default="", help="other runs of the same env: a value ensemble with RUN")
     ood.add_argument("--step", type=int, default=None, help="the checkpoint (default: the newest intact)")
+    ood.add_argument("--knn-k", type=int, default=10, help="the knn detector's k (Sun et al. 2022)")
     ood.add_argument("--seed", type=int, default=0)
     ood.add_argument("--device", default="cpu")
     ood.add_argument("--list", action="store_true", help="list stored results (of --run RUN)")
@@ -58,7 +59,7 @@ def cmd_ood(args, store) -> int:
     ensemble = [r.strip() for r in args.ensemble.split(",") if r.strip()]
     result = evaluate_ood(args.run, shifts=args.shifts, frames=args.frames, severity=args.severity,
                           ensemble_runs=ensemble, checkpoint_step=args.step, seed=args.seed, store_root=store.root,
-                          device=args.device)
+                          knn_k=args.knn_k, device=args.device)
     _print_rows(result.table(), ["shift", "detector", "auroc", "aupr_in", "aupr_out", "fpr95"])
     print(result.id)
     return 0

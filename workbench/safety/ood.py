@@ -18,7 +18,8 @@ The in-distribution frames are the ones the policy sees when it plays its own tr
   images, ours are 64 pixels, so a given severity is relatively stronger here), and a hue rotation about the
   grey axis by 36 degrees per severity (our choice: ImageNet-C has no colour shift).
 
-Detectors and metrics: :mod:`workbench.safety.ood_metrics`. Results are stored under ``<root>/safety/ood/``
+Detectors (MSP, max logit, energy, value-ensemble disagreement, k-nearest-neighbour distance in the policy's
+feature space) and metrics: :mod:`workbench.safety.ood_metrics`. Results are stored under ``<root>/safety/ood/``
 (one JSON file of metrics and one .npz of scores per evaluation, written atomically) so the dashboard's
 Safety tab can show them.
 """
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workbench.safety.ood_metrics import detector_scores, ood_metrics
+from workbench.safety.ood_metrics import KNN_K, detector_scores, ood_metrics
 from workbench.storage.durable import atomic_write
 from workbench.storage.runs import RunStore, default_root
 
@@ -118,15 +119,20 @@ def play_frames(core, env, frames: int, seed: int = 0) -> np.ndarray:
 
 
 @torch.no_grad()
-def policy_outputs(core, frames: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (N, A), values (N,)) of a policy on uint8 frames, in float32 on the CPU."""
-    logits, values = [], []
-    core.model.eval()
+def policy_outputs(core, frames: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits (N, A), values (N,), hidden features (N, D)) of a policy on uint8 frames, float32 on the CPU;
+    one forward pass (the features are the shared layer both heads read)."""
+    model = core.model
+    logits, values, features = [], [], []
+    model.eval()
     for start in range(0, len(frames), batch):
-        lg, v = core.forward(core.to_device(frames[start:start + batch]))
+        with core.autocast():
+            hidden = model.features(core.preprocess(core.to_device(frames[start:start + batch])))
+            lg, v = model.policy_head(hidden), model.value_head(hidden)
         logits.append(lg.float().cpu().numpy())
         values.append(v.float().cpu().numpy().reshape(-1))
-    return np.concatenate(logits), np.concatenate(values)
+        features.append(hidden.float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(values), np.concatenate(features)
 
 
 @dataclass
@@ -143,6 +149,7 @@ class OODResult:
     ensemble_runs: list[str]
     metrics: dict[str, dict[str, dict]]
     scores: dict[str, dict[str, np.ndarray]] = field(repr=False)
+    knn_k: int = KNN_K
     id: str | None = None
     created_at: float | None = None
 
@@ -154,10 +161,12 @@ class OODResult:
 
 def evaluate_ood(run_id: str, *, shifts=("test", "noise", "blur", "colour"), frames: int = 1024,
                  severity: int = 3, ensemble_runs=(), checkpoint_step: int | None = None, seed: int = 0,
-                 num_envs: int = 32, store_root=None, device: str = "cpu", save: bool = True) -> OODResult:
+                 num_envs: int = 32, knn_k: int = KNN_K, store_root=None, device: str = "cpu",
+                 save: bool = True) -> OODResult:
     """Score a run's policy as an OOD detector on its training frames against each shift; stores the result
     (``save``) and returns it with its ``id``. ``ensemble_runs``: other runs of the same env whose value
-    functions, with this run's, form the ensemble of the ``ensemble_disagreement`` detector."""
+    functions, with this run's, form the ensemble of the ``ensemble_disagreement`` detector. The ``knn``
+    detector's references are another ``frames`` frames of the training levels (played with another seed)."""
     from workbench.episodes.rollouts import value_scale_of
     from workbench.rl.checkpoints import policy_checkpoint_problem, policy_from_checkpoint
     from workbench.rl.env_registry import TEST_TASKS, make_vec_env
@@ -196,6 +205,9 @@ def evaluate_ood(run_id: str, *, shifts=("test", "noise", "blur", "colour"), fra
 
     procgen_levels = dict(distribution_mode=mode, num_levels=cfg.get("num_levels", 0),
                           start_level=cfg.get("start_level", 0)) if env_name not in TEST_TASKS else {}
+    if not (isinstance(knn_k, int) and 1 <= knn_k <= frames):
+        raise ValueError(f"knn_k must be a whole number in [1, frames={frames}], got {knn_k!r}")
+    reference = policy_outputs(core, env_frames(env_name, seed + 1000, **procgen_levels))[2]
     sources = {"train": env_frames(env_name, seed, **procgen_levels)}
     for i, shift in enumerate(shifts, start=1):
         if shift in CORRUPTIONS:
@@ -211,15 +223,15 @@ def evaluate_ood(run_id: str, *, shifts=("test", "noise", "blur", "colour"), fra
 
     scores = {}
     for source, x in sources.items():
-        logits, _ = policy_outputs(core, x)
+        logits, _, features = policy_outputs(core, x)
         member_values = None
         if len(members) > 1:
             member_values = np.stack([policy_outputs(c, x)[1] * scale for c, scale, _ in members])
-        scores[source] = detector_scores(logits, member_values)
+        scores[source] = detector_scores(logits, member_values, features, reference, knn_k)
     metrics = {shift: {d: ood_metrics(scores["train"][d], scores[shift][d]).as_dict() for d in scores["train"]}
                for shift in shifts}
     result = OODResult(run_id, step, env_name, shifts, frames, severity, seed, list(ensemble_runs), metrics,
-                       scores)
+                       scores, knn_k)
     if save:
         OODStore(store_root).save(result)
     return result
@@ -240,7 +252,7 @@ class OODStore:
                   for source, by_detector in result.scores.items() for detector, v in by_detector.items()}
         atomic_write(self.folder / f"{result.id}.npz", lambda f: np.savez(f, **arrays))
         meta = {k: getattr(result, k) for k in ("id", "created_at", "run_id", "checkpoint_step", "env", "shifts",
-                                                 "frames", "severity", "seed", "ensemble_runs", "metrics")}
+                                                 "frames", "severity", "seed", "ensemble_runs", "metrics", "knn_k")}
         atomic_write(self.folder / f"{result.id}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
         return result.id
 

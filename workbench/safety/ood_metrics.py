@@ -13,6 +13,10 @@ Detectors (each returns an *in-distribution score*: higher = more typical of tra
 * ``ensemble_disagreement``: minus the standard deviation, across members, of the value estimates (in game
   reward units) of an ensemble of runs (Lakshminarayanan et al. 2017 use ensemble disagreement as
   uncertainty); only when an ensemble is given.
+* ``knn``: minus the distance from a frame's L2-normalized penultimate features (the policy network's shared
+  hidden layer) to its k-th nearest neighbour among the features of *other* training frames (Sun et al. 2022,
+  "Out-of-distribution detection with deep nearest neighbors"; they use k = 50 with 50,000 CIFAR-10 references,
+  our default k = 10 is for the ~1,000 references an evaluation gathers); only when features are given.
 
 Metrics (the conventions of Hendrycks and Gimpel 2017 and of Outlier Exposure, Hendrycks et al. 2019):
 
@@ -35,13 +39,36 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "ensemble_disagreement")
+DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "ensemble_disagreement", "knn")
+KNN_K = 10
 TPR_LEVEL = 0.95
 
 
-def detector_scores(logits, member_values=None) -> dict[str, np.ndarray]:
+def normalized(features) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero)."""
+    f = np.asarray(features, dtype=np.float64)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def knn_scores(features, reference_features, k: int = KNN_K) -> np.ndarray:
+    """Minus the Euclidean distance of each normalized feature row to its k-th nearest normalized reference."""
+    from scipy.spatial.distance import cdist
+
+    x, ref = normalized(features), normalized(reference_features)
+    if x.ndim != 2 or ref.ndim != 2 or x.shape[1] != ref.shape[1]:
+        raise ValueError(f"features {x.shape} and reference features {ref.shape} must be (N, D) with one D")
+    if not (isinstance(k, int) and 1 <= k <= len(ref)):
+        raise ValueError(f"k must be a whole number in [1, {len(ref)}] (the number of references), got {k!r}")
+    distances = cdist(x, ref)
+    return -np.partition(distances, k - 1, axis=1)[:, k - 1]
+
+
+def detector_scores(logits, member_values=None, features=None, reference_features=None,
+                    knn_k: int = KNN_K) -> dict[str, np.ndarray]:
     """In-distribution scores of N frames: ``logits`` (N, A) from the policy; ``member_values`` (K, N) value
-    estimates of K >= 2 ensemble members (optional: adds ``ensemble_disagreement``)."""
+    estimates of K >= 2 ensemble members (optional: adds ``ensemble_disagreement``); ``features`` (N, D) and
+    ``reference_features`` (M, D), the policy's hidden features of these frames and of other training frames
+    (optional: adds ``knn``)."""
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2 or logits.shape[0] == 0:
         raise ValueError(f"logits must be an (N, actions) array with N >= 1, got shape {logits.shape}")
@@ -52,6 +79,10 @@ def detector_scores(logits, member_values=None) -> dict[str, np.ndarray]:
         if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] != logits.shape[0]:
             raise ValueError(f"member_values must be (members >= 2, {logits.shape[0]}), got shape {values.shape}")
         scores["ensemble_disagreement"] = -values.std(axis=0)
+    if features is not None:
+        if reference_features is None or len(features) != logits.shape[0]:
+            raise ValueError(f"knn needs features for the {logits.shape[0]} frames and reference features")
+        scores["knn"] = knn_scores(features, reference_features, knn_k)
     return scores
 
 
@@ -123,5 +154,5 @@ def ood_metrics(id_scores, shifted_scores) -> OODMetrics:
                       fpr95=fpr_at_tpr(a, b), n_in=int(a.size), n_shifted=int(b.size))
 
 
-__all__ = ["DETECTORS", "OODMetrics", "TPR_LEVEL", "auroc", "average_precision", "detector_scores",
-           "fpr_at_tpr", "ood_metrics"]
+__all__ = ["DETECTORS", "KNN_K", "OODMetrics", "TPR_LEVEL", "auroc", "average_precision", "detector_scores",
+           "fpr_at_tpr", "knn_scores", "normalized", "ood_metrics"]
