@@ -47,7 +47,7 @@ def scoring_throughput(store: RunStore, run: str, peak: dict[str, float], frames
     info = store.get_run(run)
     core = policy_from_checkpoint(info.algo, info.config, store.load_checkpoint(run), "cpu")
     x = np.random.default_rng(0).integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8)
-    flops_per_frame = forward_flops(core.model, core.to_device(x[:8]))
+    flops_per_frame = forward_flops(core.model, core.preprocess(core.to_device(x[:8])))
     policy_outputs(core, x[:256])
     start = time.perf_counter()
     policy_outputs(core, x)
