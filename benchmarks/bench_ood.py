@@ -5,9 +5,9 @@ policy's training frames from an unseen colour set and from corrupted frames, an
 
 Each group trains ``members`` PPO runs on colour_cue (width 0.25, 16 envs x 32 steps, 3 epochs; seeds
 group * members + k); the first run is scored with the others' value functions as its ensemble on the shifts
-colours (palette colours 4-7, never seen in training), noise, blur and colour (severity 3). Prints per group
-the runs' final returns (8 is the maximum) and every detector's AUROC and FPR95 per shift, then each detector's
-mean and spread of AUROC over groups, and the scoring throughput (policy forward passes) as a fraction of the
+colours (palette colours 4-7, never seen in training), noise, blur and colour (severity 3), and so is each
+other run in turn. Prints per group the runs' final returns (8 is the maximum), per run every detector's AUROC
+and FPR95 per shift, then each detector's mean and spread of AUROC over all runs, and the scoring throughput (policy forward passes) as a fraction of the
 machine's fp32 GEMM peak. docs/safety.md quotes this script's output.
 """
 
@@ -75,17 +75,18 @@ def main() -> None:
             start = time.perf_counter()
             ids, returns = train_group(store, group, args.members, args.steps)
             trained = time.perf_counter() - start
-            start = time.perf_counter()
-            result = evaluate_ood(ids[0], shifts=SHIFTS, frames=args.frames, ensemble_runs=ids[1:],
-                                  store_root=root)
-            scored = time.perf_counter() - start
             print(f"group {group}: seeds {group * args.members}-{(group + 1) * args.members - 1}, final returns "
-                  f"{', '.join(f'{r:.2f}' for r in returns)}; trained in {trained:.0f} s, evaluated in {scored:.1f} s")
-            print(f"  {'shift':8s} {'detector':22s} {'AUROC':>6s} {'FPR95':>6s}")
-            for row in result.table():
-                aurocs.setdefault((row["shift"], row["detector"]), []).append(row["auroc"])
-                print(f"  {row['shift']:8s} {row['detector']:22s} {row['auroc']:6.3f} {row['fpr95']:6.3f}")
-        print(f"\nAUROC over {args.groups} groups: mean [min, max]")
+                  f"{', '.join(f'{r:.2f}' for r in returns)}; trained in {trained:.0f} s")
+            for k, run in enumerate(ids):  # each run in turn is the policy, the others its value ensemble
+                start = time.perf_counter()
+                result = evaluate_ood(run, shifts=SHIFTS, frames=args.frames, ensemble_runs=ids[:k] + ids[k + 1:],
+                                      store_root=root)
+                print(f"  run {k} (seed {group * args.members + k}), evaluated in {time.perf_counter() - start:.1f} s")
+                print(f"    {'shift':8s} {'detector':22s} {'AUROC':>6s} {'FPR95':>6s}")
+                for row in result.table():
+                    aurocs.setdefault((row["shift"], row["detector"]), []).append(row["auroc"])
+                    print(f"    {row['shift']:8s} {row['detector']:22s} {row['auroc']:6.3f} {row['fpr95']:6.3f}")
+        print(f"\nAUROC over {len(aurocs[SHIFTS[0], 'msp'])} runs: mean [min, max]")
         for (shift, detector), values in aurocs.items():
             print(f"  {shift:8s} {detector:22s} {np.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}]")
         scoring_throughput(store, ids[0], peak)
