@@ -10,6 +10,8 @@
 3. Colour-cue learning: a scripted demonstrator that presses the right colour 70% of the time; BC on its
    episodes; PPO from the BC policy with a KL penalty (0.01) on a stated budget; the returns per 8-step episode
    of each on held-out levels as the MineRL tracks score them (demonstrations only / limited budget).
+4. Exporting a set of random-action coinrun episodes: as a Minari dataset with lossless PNG frames (our
+   default), with Minari's own JPEG frames, and as the `.npz` format; seconds and bytes on disk.
 """
 
 from __future__ import annotations
@@ -52,6 +54,35 @@ def player_frame_ms(root, frames: int) -> float:
         times.append(time.perf_counter() - start)
     recorder.close()
     return 1000 * float(np.median(times))
+
+
+def export_costs(root, episodes: int) -> None:
+    from pathlib import Path
+
+    from workbench.demonstrations.minari_export import export_minari
+
+    rng = np.random.default_rng(0)
+    ids = record_demonstrator(lambda obs: int(rng.integers(15)), "coinrun", episodes=episodes, store_root=root,
+                              max_steps=1000)
+    demos = DemonstrationStore(root)
+    demos.create("export-bench", ids, replace=True)
+    steps = sum(e.length for e in demos.episodes("export-bench"))
+
+    def size(path: Path) -> float:
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        return sum(f.stat().st_size for f in files) / 1e6
+
+    rows = []
+    for label, run in (("Minari, PNG frames", lambda out: export_minari(demos, "export-bench", "bench/png-v0", out)),
+                       ("Minari, its JPEG frames", lambda out: export_minari(demos, "export-bench", "bench/jpeg-v0",
+                                                                             out, lossless=False)),
+                       (".npz format", lambda out: demos.export("export-bench", out / "set.npz"))):
+        out = Path(tempfile.mkdtemp(dir=root))
+        start = time.perf_counter()
+        written = run(out)
+        rows.append((label, time.perf_counter() - start, size(Path(written))))
+    print(f"export of {episodes} random coinrun episodes ({steps:,} steps): " + "; ".join(
+        f"{label} {seconds:.2f} s ({1000 * seconds / steps:.2f} ms/step, {mb:.1f} MB)" for label, seconds, mb in rows))
 
 
 def bc_throughput(peak, batch: int = 64, steps: int = 20) -> None:
@@ -116,3 +147,4 @@ if __name__ == "__main__":
               f"median (a frame at 15 frames/s has 66.7 ms)")
         bc_throughput(peak)
         learning(root, s)
+        export_costs(root, 8)
