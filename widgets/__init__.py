@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from widgets.reliability_diagram import ReliabilityDiagram
     from widgets.rollout_viewer import RolloutComparison, RolloutViewer
     from widgets.rollouts_tab import RolloutsTab
-    from widgets.safety_tab import SafetyTab
     from widgets.runs_table import RunsTable
+    from widgets.safety_tab import SafetyTab
     from widgets.studies_tab import StudiesTab
     from widgets.training_monitor import TrainingMonitor
 

@@ -282,5 +282,16 @@ class OODStore:
         return OODResult(**{k: v for k, v in meta.items()}, scores=scores)
 
 
-__all__ = ["CORRUPTIONS", "ENV_SHIFTS", "OODResult", "OODStore", "SEVERITIES", "UnknownOODResultError",
-           "check_shifts", "corrupt", "evaluate_ood", "play_frames", "policy_outputs"]
+__all__ = [
+    "CORRUPTIONS",
+    "ENV_SHIFTS",
+    "SEVERITIES",
+    "OODResult",
+    "OODStore",
+    "UnknownOODResultError",
+    "check_shifts",
+    "corrupt",
+    "evaluate_ood",
+    "play_frames",
+    "policy_outputs",
+]

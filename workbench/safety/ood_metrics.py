@@ -154,5 +154,16 @@ def ood_metrics(id_scores, shifted_scores) -> OODMetrics:
                       fpr95=fpr_at_tpr(a, b), n_in=int(a.size), n_shifted=int(b.size))
 
 
-__all__ = ["DETECTORS", "KNN_K", "OODMetrics", "TPR_LEVEL", "auroc", "average_precision", "detector_scores",
-           "fpr_at_tpr", "knn_scores", "normalized", "ood_metrics"]
+__all__ = [
+    "DETECTORS",
+    "KNN_K",
+    "TPR_LEVEL",
+    "OODMetrics",
+    "auroc",
+    "average_precision",
+    "detector_scores",
+    "fpr_at_tpr",
+    "knn_scores",
+    "normalized",
+    "ood_metrics",
+]
