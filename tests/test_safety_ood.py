@@ -144,7 +144,9 @@ def test_cli_and_safety_tab(colour_runs, capsys):
 
     from widgets.safety_tab import SafetyTab
 
+    assert SafetyTab(store_root=root).run_id == run  # opens on the run with results, not the newest
     tab = SafetyTab(store_root=root, run_id=run)
+    assert tab.shift_choice.value == ["colours", "noise", "blur", "colour"]  # what applies to colour_cue
     shown = tab.table.value
     assert len(shown) == 8 and set(shown["shift"]) == {"colours", "blur"}
     assert {t["name"] for t in tab.histogram.object["data"]} == {"train", "colours", "blur"}
@@ -180,3 +182,4 @@ def test_calibration_under_shift_on_coinrun(tmp_path):
 
     tab = SafetyTab(store_root=tmp_path, run_id=run)
     assert set(tab.calibration.series) == {"train", "test", "hard"}
+    assert tab.shift_choice.value == ["test", "hard", "noise", "blur", "colour"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import os
+import sqlite3
 import threading
 
 import numpy as np
@@ -32,7 +33,7 @@ from widgets.reliability_diagram import ReliabilityDiagram
 from workbench.calibration.predictions import PredictionStore
 from workbench.safety.alarm import check_run
 from workbench.safety.calibration_shift import shift_sets
-from workbench.safety.ood import CORRUPTIONS, ENV_SHIFTS, OODStore, evaluate_ood
+from workbench.safety.ood import CORRUPTIONS, ENV_SHIFTS, OODStore, check_shifts, evaluate_ood
 from workbench.safety.ood_metrics import DETECTORS
 from workbench.storage.runs import RunStore
 
@@ -97,7 +98,8 @@ class SafetyTab(pn.viewable.Viewer):
         runs = self.runs.list_runs()
         self.run_select.options = {f"{r.name or r.id} ({r.algo}, {r.env})": r.id for r in runs}
         if runs and self.run_id not in {r.id for r in runs}:
-            self.run_id = runs[0].id
+            evaluated = {r.get("run_id") for r in self.ood_store.list()}  # open on a run that has results
+            self.run_id = next((r.id for r in runs if r.id in evaluated), runs[0].id)
         self.run_select.value = self.run_id or None
         self._show_run()
 
@@ -106,6 +108,7 @@ class SafetyTab(pn.viewable.Viewer):
         if not self.run_id:
             self.message.object = "No runs in the store yet."
             return
+        self.shift_choice.value = self._default_shifts()
         results = self.ood_store.list(self.run_id)
         self.result_select.options = {f"{r['id']} (step {r['checkpoint_step']:,}: {', '.join(r['shifts'])})": r["id"]
                                       for r in results}
@@ -115,6 +118,20 @@ class SafetyTab(pn.viewable.Viewer):
         self._show_result()
         self._show_calibration()
         self._show_alarm()
+
+    def _default_shifts(self) -> list[str]:
+        """Every shift that applies to the run's env and mode (e.g. no test levels for a colour-cue task)."""
+        try:
+            config = self.runs.get_run(self.run_id).config
+        except (ValueError, OSError, sqlite3.Error):  # an unreadable run keeps the choice; its errors show elsewhere
+            return list(self.shift_choice.value)
+        valid = []
+        for shift in ENV_SHIFTS + CORRUPTIONS:
+            try:
+                valid += check_shifts([shift], config.get("env", ""), config.get("distribution_mode", "easy"))
+            except ValueError:
+                continue
+        return valid
 
     @param.depends("result_id", "detector", watch=True)
     def _show_result(self) -> None:
@@ -126,7 +143,7 @@ class SafetyTab(pn.viewable.Viewer):
             return
         result = self.ood_store.load(self.result_id)
         frame = pd.DataFrame(result.table())[METRIC_COLUMNS]
-        self.table.formatters = number_formatters(frame)
+        self.table.formatters = number_formatters(frame, count_columns=("n_in", "n_shifted"))
         self.table.value = frame
         self.message.object = ""
         traces = []
