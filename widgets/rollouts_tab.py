@@ -27,6 +27,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from widgets.on_page import on_page
 from widgets.refresh import PeriodicRefresh
 from widgets.rollout_viewer import RolloutComparison, RolloutViewer
 from workbench.episodes.rollouts import RolloutInfo, RolloutStore
@@ -380,10 +381,4 @@ class RolloutsTab(PeriodicRefresh, pn.viewable.Viewer):
                 self.table.selection = [i for i, info in enumerate(self.infos) if info.id == ids[0]]
             self.status = message + ("; showing the first" if ids and self.episode_id == ids[0] else "")
 
-        if doc is not None and doc.session_context is not None:
-            from panel.io.state import set_curdoc
-
-            with set_curdoc(doc):  # served: update the widgets on the session's event loop, not this thread
-                pn.state.execute(finish, schedule=True)
-        else:
-            finish()
+        on_page(doc, finish)  # served: update the widgets on the session's event loop, not this thread

@@ -29,6 +29,7 @@ import panel as pn
 import param
 
 from widgets.formatting import number_formatters
+from widgets.on_page import on_page
 from widgets.reliability_diagram import ReliabilityDiagram
 from workbench.calibration.predictions import PredictionStore
 from workbench.safety.alarm import check_run
@@ -56,6 +57,7 @@ class SafetyTab(pn.viewable.Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         self.runs = RunStore(self.store_root)
+        self._result = None  # the OOD result shown, as loaded
         self.ood_store = OODStore(self.runs.root)
         self.predictions = PredictionStore(self.runs.root)
         self.run_select = pn.widgets.Select(label="Run", options=[], width=360, css_classes=["wb-safety-run"])
@@ -141,7 +143,9 @@ class SafetyTab(pn.viewable.Viewer):
             self.message.object = ("No OOD evaluation of this run yet: press Evaluate or run "
                                    f"<code>workbench ood {_escaped(self.run_id)}</code>.")
             return
-        result = self.ood_store.load(self.result_id)
+        if self._result is None or self._result.id != self.result_id:  # changing the detector re-reads nothing
+            self._result = self.ood_store.load(self.result_id)
+        result = self._result
         frame = pd.DataFrame(result.table())[METRIC_COLUMNS]
         self.table.formatters = number_formatters(frame, count_columns=("n_in", "n_shifted"))
         self.table.value = frame
@@ -152,7 +156,8 @@ class SafetyTab(pn.viewable.Viewer):
                 traces.append({"type": "histogram", "x": np.asarray(by_detector[self.detector]).tolist(),
                                "name": source, "opacity": 0.55, "histnorm": "probability"})
         if not traces:
-            self.message.object = f"This result has no {_escaped(self.detector)} scores (no ensemble was given, or it was stored before the detector existed)."
+            self.message.object = (f"This result has no {_escaped(self.detector)} scores (no ensemble was given, "
+                                   "or it was stored before the detector existed).")
         self.histogram.object = {"data": traces, "layout": {
             "barmode": "overlay", "title": f"{self.detector}: training frames against each shift",
             "xaxis": {"title": "in-distribution score (higher = more typical)"},
@@ -200,13 +205,7 @@ class SafetyTab(pn.viewable.Viewer):
             except (ValueError, OSError) as exc:
                 result_id, error = "", str(exc)
 
-            def done():
-                self._finished(result_id, error)
-
-            if doc is not None and doc.session_context is not None:
-                doc.add_next_tick_callback(done)  # served: change the page on its own event loop
-            else:
-                done()
+            on_page(doc, lambda: self._finished(result_id, error))
 
         thread = threading.Thread(target=work, daemon=True)  # off the event loop: it plays the game
         thread.start()

@@ -118,9 +118,7 @@ class DemonstrationStore:
     def create(self, name: str, episode_ids=(), description: str = "", *, replace: bool = False) -> SetInfo:
         """A new set of these episodes, in this order (`replace`: overwrite a set of the same name)."""
         check_set_name(name)
-        ids = list(dict.fromkeys(str(e) for e in episode_ids))
-        for episode_id in ids:
-            self.rollouts.info(episode_id)  # UnknownEpisodeError naming the id
+        ids = self._known_ids(episode_ids)
         with immediate_transaction(self._db) as conn:
             if conn.execute("SELECT 1 FROM sets WHERE name = ?", (name,)).fetchone():
                 if not replace:
@@ -134,33 +132,37 @@ class DemonstrationStore:
 
     def add(self, name: str, episode_ids) -> SetInfo:
         """Append episodes to a set (ones already in it are skipped)."""
-        ids = [str(e) for e in episode_ids]
-        for episode_id in ids:
-            self.rollouts.info(episode_id)
+        ids = self._known_ids(episode_ids)
         with immediate_transaction(self._db) as conn:
             self._require(conn, name)
-            start = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM set_episodes WHERE set_name = ?",
-                                 (name,)).fetchone()[0]
-            for offset, episode_id in enumerate(ids):
-                conn.execute("INSERT OR IGNORE INTO set_episodes VALUES (?, ?, ?)", (name, start + offset, episode_id))
+            self._append(conn, name, ids)
         return self.info(name)
 
     def collect(self, name: str, episode_ids, description: str = "") -> SetInfo:
         """Append episodes to set `name`, creating it (with `description`) when there is none of that name."""
         check_set_name(name)
-        ids = [str(e) for e in episode_ids]
+        ids = self._known_ids(episode_ids)
         if not ids:
             raise ValueError("no episodes selected")
-        for episode_id in ids:
-            self.rollouts.info(episode_id)
         with immediate_transaction(self._db) as conn:
             if conn.execute("SELECT 1 FROM sets WHERE name = ?", (name,)).fetchone() is None:
                 conn.execute("INSERT INTO sets VALUES (?, ?, ?)", (name, str(description), time.time()))
-            start = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM set_episodes WHERE set_name = ?",
-                                 (name,)).fetchone()[0]
-            for offset, episode_id in enumerate(dict.fromkeys(ids)):
-                conn.execute("INSERT OR IGNORE INTO set_episodes VALUES (?, ?, ?)", (name, start + offset, episode_id))
+            self._append(conn, name, ids)
         return self.info(name)
+
+    def _known_ids(self, episode_ids) -> list[str]:
+        """The ids, without repeats, each checked to be a recorded episode (UnknownEpisodeError naming it)."""
+        ids = list(dict.fromkeys(str(e) for e in episode_ids))
+        for episode_id in ids:
+            self.rollouts.info(episode_id)
+        return ids
+
+    @staticmethod
+    def _append(conn, name: str, ids: list[str]) -> None:
+        start = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM set_episodes WHERE set_name = ?",
+                             (name,)).fetchone()[0]
+        conn.executemany("INSERT OR IGNORE INTO set_episodes VALUES (?, ?, ?)",
+                         [(name, start + offset, episode_id) for offset, episode_id in enumerate(ids)])
 
     def remove(self, name: str, episode_ids) -> SetInfo:
         with immediate_transaction(self._db) as conn:

@@ -175,6 +175,8 @@ def evaluate_ood(run_id: str, *, shifts=("test", "noise", "blur", "colour"), fra
         raise ValueError(f"frames must be a whole number in [16, 1000000], got {frames!r}")
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+    if not (isinstance(knn_k, int) and 1 <= knn_k <= frames):
+        raise ValueError(f"knn_k must be a whole number in [1, frames={frames}], got {knn_k!r}")
     runs = RunStore(store_root)
     info = runs.get_run(run_id)
     cfg = info.config
@@ -205,8 +207,6 @@ def evaluate_ood(run_id: str, *, shifts=("test", "noise", "blur", "colour"), fra
 
     procgen_levels = dict(distribution_mode=mode, num_levels=cfg.get("num_levels", 0),
                           start_level=cfg.get("start_level", 0)) if env_name not in TEST_TASKS else {}
-    if not (isinstance(knn_k, int) and 1 <= knn_k <= frames):
-        raise ValueError(f"knn_k must be a whole number in [1, frames={frames}], got {knn_k!r}")
     reference = policy_outputs(core, env_frames(env_name, seed + 1000, **procgen_levels))[2]
     sources = {"train": env_frames(env_name, seed, **procgen_levels)}
     for i, shift in enumerate(shifts, start=1):
@@ -223,10 +223,11 @@ def evaluate_ood(run_id: str, *, shifts=("test", "noise", "blur", "colour"), fra
 
     scores = {}
     for source, x in sources.items():
-        logits, _, features = policy_outputs(core, x)
+        logits, values, features = policy_outputs(core, x)
         member_values = None
-        if len(members) > 1:
-            member_values = np.stack([policy_outputs(c, x)[1] * scale for c, scale, _ in members])
+        if len(members) > 1:  # the policy's own values (computed above) are the first member's
+            member_values = np.stack([values * members[0][1],
+                                      *(policy_outputs(c, x)[1] * scale for c, scale, _ in members[1:])])
         scores[source] = detector_scores(logits, member_values, features, reference, knn_k)
     metrics = {shift: {d: ood_metrics(scores["train"][d], scores[shift][d]).as_dict() for d in scores["train"]}
                for shift in shifts}
